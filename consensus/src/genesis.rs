@@ -1,0 +1,85 @@
+//! Genesis: the parameters that define a network. Its hash identifies the network everywhere
+//! (protocol names, gossip topics, signatures), so nodes of different networks never mix data.
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, BlockHeader, HEADER_VERSION};
+use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::crypto::{Hash, PublicKey, Signature, domain, hash_with};
+use crate::merkle::merkle_root;
+
+/// Upper bound on the number of authorities, so decoding a genesis is bounded.
+pub const MAX_AUTHORITIES: usize = 1024;
+const GENESIS_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub network_id: String,
+    /// Ordered: slot `s` belongs to `authorities[s % n]`.
+    pub authorities: Vec<PublicKey>,
+    pub block_interval_ms: u64,
+}
+
+impl Genesis {
+    pub fn hash(&self) -> Hash {
+        hash_with(domain::GENESIS, &[&self.encode()])
+    }
+
+    /// The block at height 0. It carries no transactions and no signature; its parent hash is the
+    /// genesis hash, so every chain is bound to its network.
+    pub fn block(&self) -> Block {
+        Block {
+            header: BlockHeader {
+                version: HEADER_VERSION,
+                height: 0,
+                parent_hash: self.hash(),
+                slot: 0,
+                timestamp_ms: 0,
+                proposer: PublicKey::default(),
+                tx_root: merkle_root(&[]),
+            },
+            transactions: Vec::new(),
+            signature: Signature::default(),
+        }
+    }
+}
+
+impl Encode for Genesis {
+    fn encode_to(&self, w: &mut Writer) {
+        w.u8(GENESIS_VERSION);
+        w.str(&self.network_id);
+        w.u32(self.authorities.len() as u32);
+        for a in &self.authorities {
+            w.fixed(&a.0);
+        }
+        w.u64(self.block_interval_ms);
+    }
+}
+
+impl Decode for Genesis {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let version = r.u8()?;
+        if version != GENESIS_VERSION {
+            return Err(DecodeError::UnsupportedVersion { what: "genesis", version });
+        }
+        let network_id = r.str("network_id", 256)?.to_owned();
+        let n = r.count("authorities", MAX_AUTHORITIES)?;
+        let mut authorities = Vec::with_capacity(n);
+        for _ in 0..n {
+            authorities.push(PublicKey(r.fixed()?));
+        }
+        Ok(Self { network_id, authorities, block_interval_ms: r.u64()? })
+    }
+}
+
+/// Where the authority set in force at a height comes from. Code asks this, never genesis, so a
+/// governed set can replace the static one.
+pub trait AuthoritySource {
+    fn authorities_at(&self, height: u64) -> &[PublicKey];
+}
+
+impl AuthoritySource for Genesis {
+    fn authorities_at(&self, _height: u64) -> &[PublicKey] {
+        &self.authorities
+    }
+}
