@@ -49,7 +49,10 @@ impl Decode for BlockHeader {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != HEADER_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "block header", version });
+            return Err(DecodeError::UnsupportedVersion {
+                what: "block header",
+                version,
+            });
         }
         Ok(Self {
             version,
@@ -91,7 +94,11 @@ impl Block {
             tx_root: merkle_root(&ids),
         };
         let signature = key.sign(&header.seal_message(genesis_hash).0);
-        Self { header, transactions, signature }
+        Self {
+            header,
+            transactions,
+            signature,
+        }
     }
 
     pub fn hash(&self) -> Hash {
@@ -103,12 +110,21 @@ impl Block {
     }
 
     pub fn verify_seal(&self, genesis_hash: &Hash) -> bool {
-        self.header.proposer.verify(&self.header.seal_message(genesis_hash).0, &self.signature)
+        self.header
+            .proposer
+            .verify(&self.header.seal_message(genesis_hash).0, &self.signature)
     }
 
     /// Encoded size in bytes, without encoding.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + 4 + self.transactions.iter().map(|t| 4 + t.encoded_len()).sum::<usize>() + 64
+        HEADER_LEN
+            + 4
+            + self
+                .transactions
+                .iter()
+                .map(|t| 4 + t.encoded_len())
+                .sum::<usize>()
+            + 64
     }
 }
 
@@ -133,7 +149,10 @@ impl Decode for Block {
         // Every transaction needs at least its fixed fields; refuse counts the input cannot hold
         // before allocating for them.
         if n.saturating_mul(4 + 100) > r.remaining() {
-            return Err(DecodeError::Truncated { offset: 0, needed: n * 104 - r.remaining() });
+            return Err(DecodeError::Truncated {
+                offset: 0,
+                needed: n * 104 - r.remaining(),
+            });
         }
         let mut transactions = Vec::with_capacity(n);
         for _ in 0..n {
@@ -141,6 +160,10 @@ impl Decode for Block {
             transactions.push(Transaction::decode(bytes)?);
         }
         let signature = Signature(r.fixed()?);
-        Ok(Self { header, transactions, signature })
+        Ok(Self {
+            header,
+            transactions,
+            signature,
+        })
     }
 }

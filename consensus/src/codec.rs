@@ -13,7 +13,11 @@ pub enum DecodeError {
     #[error("input truncated: needed {needed} more bytes at offset {offset}")]
     Truncated { offset: usize, needed: usize },
     #[error("{what} is {len} bytes long, the limit is {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("unsupported {what} version {version}")]
     UnsupportedVersion { what: &'static str, version: u8 },
     #[error("invalid {what} tag {tag}")]
@@ -32,7 +36,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn with_capacity(capacity: usize) -> Self {
-        Self { buf: Vec::with_capacity(capacity) }
+        Self {
+            buf: Vec::with_capacity(capacity),
+        }
     }
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
@@ -89,7 +95,10 @@ impl<'a> Reader<'a> {
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated { offset: self.pos, needed: n - self.remaining() });
+            return Err(DecodeError::Truncated {
+                offset: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;

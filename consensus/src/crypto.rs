@@ -37,7 +37,10 @@ fn from_hex<const N: usize>(s: &str) -> Result<[u8; N], HexError> {
     let s = s.trim();
     let s = s.strip_prefix("0x").unwrap_or(s);
     if s.len() != N * 2 {
-        return Err(HexError::Length { expected: N * 2, got: s.len() });
+        return Err(HexError::Length {
+            expected: N * 2,
+            got: s.len(),
+        });
     }
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).map_err(|e| HexError::Invalid(e.to_string()))?;
@@ -123,7 +126,9 @@ impl fmt::Debug for Keypair {
 impl Keypair {
     /// From the 32-byte secret seed.
     pub fn from_secret(secret: [u8; 32]) -> Self {
-        Self { signing: ed25519_dalek::SigningKey::from_bytes(&secret) }
+        Self {
+            signing: ed25519_dalek::SigningKey::from_bytes(&secret),
+        }
     }
     pub fn secret(&self) -> [u8; 32] {
         self.signing.to_bytes()
@@ -142,7 +147,8 @@ impl PublicKey {
         let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
-        vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig.0)).is_ok()
+        vk.verify(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .is_ok()
     }
 }
 

@@ -59,7 +59,13 @@ pub struct Route {
 impl ForkTree {
     pub fn new(final_head: BlockHeader) -> Self {
         let root_hash = final_head.hash();
-        Self { root_hash, root: final_head, nodes: HashMap::new(), root_children: Vec::new(), best: root_hash }
+        Self {
+            root_hash,
+            root: final_head,
+            nodes: HashMap::new(),
+            root_children: Vec::new(),
+            best: root_hash,
+        }
     }
 
     pub fn final_head(&self) -> (Hash, &BlockHeader) {
@@ -110,7 +116,13 @@ impl ForkTree {
             let (best_hash, best) = self.best_head();
             header.height > best.height || (header.height == best.height && hash < best_hash)
         };
-        self.nodes.insert(hash, Entry { header, children: Vec::new() });
+        self.nodes.insert(
+            hash,
+            Entry {
+                header,
+                children: Vec::new(),
+            },
+        );
         if better {
             self.best = hash;
         }
@@ -136,7 +148,9 @@ impl ForkTree {
 
     /// Whether `hash` lies on the best chain (the final head counts).
     pub fn is_on_best_chain(&self, hash: &Hash) -> bool {
-        let Some(h) = self.header(hash) else { return false };
+        let Some(h) = self.header(hash) else {
+            return false;
+        };
         let mut cur = self.best;
         while let Some(e) = self.nodes.get(&cur) {
             if cur == *hash {
@@ -190,7 +204,9 @@ impl ForkTree {
                 break;
             }
         }
-        let Some(idx) = new_root else { return Finalized::default() };
+        let Some(idx) = new_root else {
+            return Finalized::default();
+        };
         let mut out = Finalized::default();
         for hash in &chain[..=idx] {
             out.blocks.push((*hash, self.nodes[hash].header.clone()));
@@ -204,13 +220,20 @@ impl ForkTree {
             stack.extend(self.nodes[&h].children.iter().copied());
         }
         let finalized: HashSet<Hash> = chain[..=idx].iter().copied().collect();
-        let dropped: Vec<Hash> =
-            self.nodes.keys().filter(|h| !keep.contains(*h) && !finalized.contains(*h)).copied().collect();
+        let dropped: Vec<Hash> = self
+            .nodes
+            .keys()
+            .filter(|h| !keep.contains(*h) && !finalized.contains(*h))
+            .copied()
+            .collect();
         for h in &dropped {
             self.nodes.remove(h);
         }
         out.pruned = dropped;
-        let root_entry = self.nodes.remove(&new_root_hash).expect("new root is in the tree");
+        let root_entry = self
+            .nodes
+            .remove(&new_root_hash)
+            .expect("new root is in the tree");
         for h in &chain[..idx] {
             self.nodes.remove(h);
         }

@@ -60,7 +60,10 @@ impl Decode for Genesis {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != GENESIS_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "genesis", version });
+            return Err(DecodeError::UnsupportedVersion {
+                what: "genesis",
+                version,
+            });
         }
         let network_id = r.str("network_id", 256)?.to_owned();
         let n = r.count("authorities", MAX_AUTHORITIES)?;
@@ -68,7 +71,11 @@ impl Decode for Genesis {
         for _ in 0..n {
             authorities.push(PublicKey(r.fixed()?));
         }
-        Ok(Self { network_id, authorities, block_interval_ms: r.u64()? })
+        Ok(Self {
+            network_id,
+            authorities,
+            block_interval_ms: r.u64()?,
+        })
     }
 }
 

@@ -27,4 +27,6 @@ pub use genesis::{AuthoritySource, Genesis};
 pub use merkle::{ProofStep, merkle_proof, merkle_root, verify_merkle_proof};
 pub use schedule::{finality_threshold, leader, slot_at, slot_start_ms};
 pub use tx::{RdfFormat, Transaction, TxBody, TxError};
-pub use validate::{BlockError, Limits, ValidationContext, validate_block, validate_body, validate_header};
+pub use validate::{
+    BlockError, Limits, ValidationContext, validate_block, validate_body, validate_header,
+};

@@ -25,7 +25,13 @@ pub fn merkle_root(ids: &[Hash]) -> Hash {
     while level.len() > 1 {
         level = level
             .chunks(2)
-            .map(|c| if c.len() == 2 { node(&c[0], &c[1]) } else { c[0] })
+            .map(|c| {
+                if c.len() == 2 {
+                    node(&c[0], &c[1])
+                } else {
+                    c[0]
+                }
+            })
             .collect();
     }
     level[0]
@@ -50,11 +56,20 @@ pub fn merkle_proof(ids: &[Hash], index: usize) -> Option<Vec<ProofStep>> {
     while level.len() > 1 {
         let sibling = i ^ 1;
         if sibling < level.len() {
-            path.push(ProofStep { sibling: level[sibling], left: sibling < i });
+            path.push(ProofStep {
+                sibling: level[sibling],
+                left: sibling < i,
+            });
         }
         level = level
             .chunks(2)
-            .map(|c| if c.len() == 2 { node(&c[0], &c[1]) } else { c[0] })
+            .map(|c| {
+                if c.len() == 2 {
+                    node(&c[0], &c[1])
+                } else {
+                    c[0]
+                }
+            })
             .collect();
         i /= 2;
     }
@@ -65,7 +80,11 @@ pub fn merkle_proof(ids: &[Hash], index: usize) -> Option<Vec<ProofStep>> {
 pub fn verify_merkle_proof(id: &Hash, path: &[ProofStep], root: &Hash) -> bool {
     let mut acc = leaf(id);
     for step in path {
-        acc = if step.left { node(&step.sibling, &acc) } else { node(&acc, &step.sibling) };
+        acc = if step.left {
+            node(&step.sibling, &acc)
+        } else {
+            node(&acc, &step.sibling)
+        };
     }
     acc == *root
 }
@@ -75,7 +94,9 @@ mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| hash_with("test", &[&(i as u64).to_le_bytes()])).collect()
+        (0..n)
+            .map(|i| hash_with("test", &[&(i as u64).to_le_bytes()]))
+            .collect()
     }
 
     #[test]
@@ -90,7 +111,10 @@ mod tests {
                 assert!(!verify_merkle_proof(&other, &path, &root));
                 if let Some(first) = path.first() {
                     let mut bad = path.clone();
-                    bad[0] = ProofStep { left: !first.left, ..*first };
+                    bad[0] = ProofStep {
+                        left: !first.left,
+                        ..*first
+                    };
                     assert!(!verify_merkle_proof(id, &bad, &root) || n == 1);
                 }
             }

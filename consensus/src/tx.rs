@@ -39,7 +39,12 @@ impl RdfFormat {
             1 => Self::Turtle,
             2 => Self::NTriples,
             3 => Self::NQuads,
-            tag => return Err(DecodeError::InvalidTag { what: "rdf format", tag }),
+            tag => {
+                return Err(DecodeError::InvalidTag {
+                    what: "rdf format",
+                    tag,
+                });
+            }
         })
     }
     /// Accepts the names and media types clients use.
@@ -112,7 +117,10 @@ impl Transaction {
     /// Signs `body` for the network `genesis_hash`.
     pub fn sign(body: TxBody, key: &Keypair, genesis_hash: &Hash) -> Self {
         let msg = body.signing_message(genesis_hash);
-        Self { signature: key.sign(&msg.0), body }
+        Self {
+            signature: key.sign(&msg.0),
+            body,
+        }
     }
 
     pub fn id(&self) -> Hash {
@@ -140,14 +148,24 @@ impl Transaction {
             return Err(TxError::Empty);
         }
         if self.body.data.len() > max_data {
-            return Err(TxError::TooLarge { size: self.body.data.len(), max: max_data });
+            return Err(TxError::TooLarge {
+                size: self.body.data.len(),
+                max: max_data,
+            });
         }
         Ok(())
     }
 
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        1 + 1 + 4 + self.body.data.len() + 32 + 1 + self.body.client.as_ref().map_or(0, |c| 4 + c.len()) + 8 + 64
+        1 + 1
+            + 4
+            + self.body.data.len()
+            + 32
+            + 1
+            + self.body.client.as_ref().map_or(0, |c| 4 + c.len())
+            + 8
+            + 64
     }
 }
 
@@ -162,14 +180,28 @@ impl Decode for Transaction {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
         if version != TX_VERSION {
-            return Err(DecodeError::UnsupportedVersion { what: "transaction", version });
+            return Err(DecodeError::UnsupportedVersion {
+                what: "transaction",
+                version,
+            });
         }
         let format = RdfFormat::from_tag(r.u8()?)?;
         let data = r.str("transaction data", MAX_TX_DATA)?.to_owned();
         let submitter = PublicKey(r.fixed()?);
-        let client = r.option_str("client subject", MAX_CLIENT_LEN)?.map(str::to_owned);
+        let client = r
+            .option_str("client subject", MAX_CLIENT_LEN)?
+            .map(str::to_owned);
         let timestamp_ms = r.u64()?;
         let signature = Signature(r.fixed()?);
-        Ok(Self { body: TxBody { format, data, submitter, client, timestamp_ms }, signature })
+        Ok(Self {
+            body: TxBody {
+                format,
+                data,
+                submitter,
+                client,
+                timestamp_ms,
+            },
+            signature,
+        })
     }
 }

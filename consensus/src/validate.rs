@@ -24,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_block_bytes: 4 * 1024 * 1024, max_block_txs: 20_000, max_tx_bytes: 1024 * 1024 }
+        Self {
+            max_block_bytes: 4 * 1024 * 1024,
+            max_block_txs: 20_000,
+            max_tx_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -56,12 +60,20 @@ pub enum BlockError {
     #[error("timestamp {timestamp_ms} ms lies outside slot {slot}")]
     TimestampOutsideSlot { slot: u64, timestamp_ms: u64 },
     #[error("proposer {got} is not the leader of slot {slot} (expected {expected})")]
-    WrongProposer { slot: u64, expected: PublicKey, got: PublicKey },
+    WrongProposer {
+        slot: u64,
+        expected: PublicKey,
+        got: PublicKey,
+    },
     #[error("block seal signature is invalid")]
     BadSignature,
     /// Starts soon (within the hold window): keep it and retry at `ready_at_ms`.
     #[error("slot {slot} starts in {early_ms} ms; held until then")]
-    Early { slot: u64, early_ms: u64, ready_at_ms: u64 },
+    Early {
+        slot: u64,
+        early_ms: u64,
+        ready_at_ms: u64,
+    },
     #[error("slot {slot} is {ahead_ms} ms in the future")]
     FutureSlot { slot: u64, ahead_ms: u64 },
     #[error("block is {size} bytes, the limit is {max}")]
@@ -112,10 +124,16 @@ pub fn validate_header(
         return Err(BlockError::UnknownParent(header.parent_hash));
     }
     if header.height != parent.height + 1 {
-        return Err(BlockError::BadHeight { expected: parent.height + 1, got: header.height });
+        return Err(BlockError::BadHeight {
+            expected: parent.height + 1,
+            got: header.height,
+        });
     }
     if header.slot <= parent.slot && parent.height > 0 {
-        return Err(BlockError::SlotNotAfterParent { slot: header.slot, parent_slot: parent.slot });
+        return Err(BlockError::SlotNotAfterParent {
+            slot: header.slot,
+            parent_slot: parent.slot,
+        });
     }
     if slot_at(header.timestamp_ms, ctx.interval_ms) != header.slot {
         return Err(BlockError::TimestampOutsideSlot {
@@ -123,9 +141,15 @@ pub fn validate_header(
             timestamp_ms: header.timestamp_ms,
         });
     }
-    let expected = leader(ctx.authorities, header.slot).copied().unwrap_or_default();
+    let expected = leader(ctx.authorities, header.slot)
+        .copied()
+        .unwrap_or_default();
     if header.proposer != expected {
-        return Err(BlockError::WrongProposer { slot: header.slot, expected, got: header.proposer });
+        return Err(BlockError::WrongProposer {
+            slot: header.slot,
+            expected,
+            got: header.proposer,
+        });
     }
     let start = slot_start_ms(header.slot, ctx.interval_ms);
     let horizon = ctx.now_ms + ctx.max_drift_ms;
@@ -139,7 +163,10 @@ pub fn validate_header(
                 ready_at_ms: start - ctx.max_drift_ms,
             });
         }
-        return Err(BlockError::FutureSlot { slot: header.slot, ahead_ms: early_ms });
+        return Err(BlockError::FutureSlot {
+            slot: header.slot,
+            ahead_ms: early_ms,
+        });
     }
     Ok(())
 }
@@ -162,11 +189,17 @@ pub fn validate_block(
 pub fn validate_body(block: &Block, ctx: &ValidationContext<'_>) -> Result<(), BlockError> {
     let count = block.transactions.len();
     if count > ctx.limits.max_block_txs {
-        return Err(BlockError::TooManyTransactions { count, max: ctx.limits.max_block_txs });
+        return Err(BlockError::TooManyTransactions {
+            count,
+            max: ctx.limits.max_block_txs,
+        });
     }
     let size = block.encoded_len();
     if size > ctx.limits.max_block_bytes {
-        return Err(BlockError::TooLarge { size, max: ctx.limits.max_block_bytes });
+        return Err(BlockError::TooLarge {
+            size,
+            max: ctx.limits.max_block_bytes,
+        });
     }
     let ids = block.tx_ids();
     if merkle_root(&ids) != block.header.tx_root {
@@ -187,13 +220,22 @@ pub fn validate_body(block: &Block, ctx: &ValidationContext<'_>) -> Result<(), B
 }
 
 /// Verifies all envelope signatures in one batch; on failure finds the first bad one.
-pub fn verify_tx_signatures(txs: &[Transaction], genesis_hash: &Hash) -> Result<(), (usize, TxError)> {
+pub fn verify_tx_signatures(
+    txs: &[Transaction],
+    genesis_hash: &Hash,
+) -> Result<(), (usize, TxError)> {
     if txs.is_empty() {
         return Ok(());
     }
-    let msgs: Vec<Hash> = txs.iter().map(|t| t.signing_message(genesis_hash)).collect();
-    let items: Vec<_> =
-        txs.iter().zip(&msgs).map(|(t, m)| (&m.0[..], t.signature, t.body.submitter)).collect();
+    let msgs: Vec<Hash> = txs
+        .iter()
+        .map(|t| t.signing_message(genesis_hash))
+        .collect();
+    let items: Vec<_> = txs
+        .iter()
+        .zip(&msgs)
+        .map(|(t, m)| (&m.0[..], t.signature, t.body.submitter))
+        .collect();
     if verify_batch(&items) {
         return Ok(());
     }

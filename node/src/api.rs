@@ -1,0 +1,660 @@
+//! The HTTP API (axum): JSON everywhere, errors as `{"error": ...}` with a fitting status.
+//!
+//! Handlers read final data straight from the store and chain heads from the chain task's
+//! snapshot; writes (transaction submission) go through the chain task. RDF parsing, SPARQL and
+//! integrity checks run on the blocking pool, never on the async workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use provchain_consensus::{Block, Genesis, Hash, Keypair, RdfFormat, Transaction, TxBody};
+use provchain_p2p::P2pHandle;
+use provchain_storage::{QueryLimits, SparqlError, Store, rdf};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth;
+use crate::chain::{ChainHandle, Clock, PendingTx, SubmitError};
+use crate::metrics::{HttpLabels, Metrics, RouteLabel};
+
+/// Everything handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub node_id: String,
+    pub chain: ChainHandle,
+    pub store: Store,
+    pub p2p: P2pHandle,
+    pub metrics: Arc<Metrics>,
+    pub keypair: Keypair,
+    pub genesis: Genesis,
+    pub genesis_hash: Hash,
+    pub is_authority: bool,
+    pub jwt_secret: Option<String>,
+    pub max_tx_bytes: usize,
+    pub query_limits: QueryLimits,
+    pub clock: Clock,
+}
+
+/// An error response: status plus `{"error": message, ...extra}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": message.into() }),
+        }
+    }
+    fn with(mut self, key: &str, value: Value) -> Self {
+        if let Some(o) = self.body.as_object_mut() {
+            o.insert(key.into(), value);
+        }
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, msg)
+}
+
+fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, msg)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/api/status", get(status))
+        .route("/api/peers", get(peers))
+        .route("/api/blockchain/dump", get(dump))
+        .route("/api/blocks", get(recent_blocks))
+        .route("/api/blocks/{id}", get(one_block))
+        .route("/api/transactions", axum::routing::post(submit))
+        .route("/api/transactions/{id}", get(transaction))
+        .route("/sparql", get(sparql_get).post(sparql_post))
+        .route("/api/integrity/validate", get(integrity))
+        .route("/metrics", get(metrics_text))
+        .route_layer(middleware::from_fn_with_state(metrics, track))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The metrics endpoint alone, for the dedicated metrics port.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { prometheus_response(&m) }
+        }),
+    )
+}
+
+async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            method,
+            status,
+        })
+        .inc();
+    metrics
+        .http_request_seconds
+        .get_or_create(&RouteLabel { route })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+fn prometheus_response(m: &Metrics) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        m.encode(),
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    prometheus_response(&s.metrics)
+}
+
+async fn health(State(s): State<AppState>) -> Json<Value> {
+    let snap = s.chain.snapshot();
+    Json(json!({ "status": "ok", "node_id": s.node_id, "height": snap.best_height }))
+}
+
+/// How many blocks behind the best peer still counts as caught up.
+const READY_LAG: u64 = 2;
+
+async fn ready(State(s): State<AppState>) -> Response {
+    let snap = s.chain.snapshot();
+    let alone_by_design = s.genesis.authorities == [s.keypair.public()];
+    let behind = snap.peer_best_height.saturating_sub(snap.best_height);
+    let (ok, reason) = if snap.peers == 0 && !alone_by_design {
+        (false, "no connected peers")
+    } else if behind > READY_LAG {
+        (false, "syncing: behind the best peer")
+    } else {
+        (true, "ready")
+    };
+    let body = json!({
+        "ready": ok, "reason": reason, "peers": snap.peers,
+        "height": snap.best_height, "peer_best_height": snap.peer_best_height,
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn status(State(s): State<AppState>) -> Json<Value> {
+    let snap = s.chain.snapshot();
+    Json(json!({
+        "node_id": s.node_id,
+        "peer_id": s.p2p.local_peer_id().to_string(),
+        "public_key": s.keypair.public(),
+        "network_id": s.genesis.network_id,
+        "genesis_hash": s.genesis_hash,
+        "is_authority": s.is_authority,
+        "height": snap.best_height,
+        "head_hash": snap.best_hash,
+        "finalized_height": snap.final_height,
+        "finalized_hash": snap.final_hash,
+        "peers": snap.peers,
+        "peer_best_height": snap.peer_best_height,
+        "syncing": snap.peer_best_height > snap.best_height + READY_LAG,
+        "pending_transactions": snap.pool_size,
+        "authorities": s.genesis.authorities,
+        "block_interval_ms": s.genesis.block_interval_ms,
+        "triples": s.store.triple_count(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+#[derive(Serialize)]
+struct PeerJson {
+    peer_id: String,
+    addresses: Vec<String>,
+    is_authority: bool,
+    direction: String,
+    connected_since_ms: u64,
+}
+
+async fn peers(State(s): State<AppState>) -> Json<Vec<PeerJson>> {
+    let peers = s.p2p.peers().await;
+    Json(
+        peers
+            .into_iter()
+            .map(|p| PeerJson {
+                peer_id: p.peer_id.to_string(),
+                addresses: p.addresses.iter().map(ToString::to_string).collect(),
+                is_authority: p.is_authority,
+                direction: format!("{:?}", p.direction).to_lowercase(),
+                connected_since_ms: p.connected_since_ms,
+            })
+            .collect(),
+    )
+}
+
+fn block_json(b: &Block, is_final: bool, full: bool) -> Value {
+    let h = &b.header;
+    let txs: Value = if full {
+        b.transactions
+            .iter()
+            .map(|t| tx_body_json(t, &t.id()))
+            .collect()
+    } else {
+        b.transactions
+            .iter()
+            .map(|t| Value::String(t.id().to_hex()))
+            .collect()
+    };
+    json!({
+        "height": h.height,
+        "hash": b.hash(),
+        "parent_hash": h.parent_hash,
+        "slot": h.slot,
+        "timestamp_ms": h.timestamp_ms,
+        "proposer": h.proposer,
+        "tx_root": h.tx_root,
+        "signature": b.signature,
+        "transactions": txs,
+        "final": is_final,
+    })
+}
+
+fn tx_body_json(t: &Transaction, id: &Hash) -> Value {
+    json!({
+        "tx_id": id,
+        "format": t.body.format.name(),
+        "submitter": t.body.submitter,
+        "client": t.body.client,
+        "timestamp_ms": t.body.timestamp_ms,
+        "data": t.body.data,
+    })
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+    full: Option<bool>,
+}
+
+/// Most blocks one dump response carries; page with `from` beyond that.
+const DUMP_MAX: usize = 10_000;
+
+async fn dump(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> ApiResult<Json<Value>> {
+    let from = q.from.unwrap_or(0);
+    let limit = q.limit.unwrap_or(DUMP_MAX).min(DUMP_MAX);
+    let full = q.full.unwrap_or(false);
+    let store = s.store.clone();
+    let blocks = tokio::task::spawn_blocking(move || store.blocks_range(from, limit))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(Value::Array(
+        blocks.iter().map(|b| block_json(b, true, full)).collect(),
+    )))
+}
+
+async fn recent_blocks(
+    State(s): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(20).min(1_000);
+    let full = q.full.unwrap_or(false);
+    let pending = s.chain.pending_blocks().await;
+    let mut out: Vec<Value> = pending
+        .iter()
+        .take(limit)
+        .map(|b| block_json(b, false, full))
+        .collect();
+    let snap = s.chain.snapshot();
+    let remaining = limit.saturating_sub(out.len()) as u64;
+    if remaining > 0 {
+        let top = snap.final_height;
+        let from = top.saturating_sub(remaining - 1);
+        let store = s.store.clone();
+        let blocks = tokio::task::spawn_blocking(move || {
+            store.blocks_range(from, (top - from + 1) as usize)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        out.extend(blocks.iter().rev().map(|b| block_json(b, true, full)));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+async fn one_block(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let full = q.full.unwrap_or(false);
+    let found = if let Ok(height) = id.parse::<u64>() {
+        s.store.block_by_height(height).map_err(internal)?
+    } else {
+        let hash = Hash::from_hex(&id).map_err(|e| {
+            bad_request(format!("`{id}` is neither a height nor a block hash: {e}"))
+        })?;
+        s.store.block_by_hash(&hash).map_err(internal)?
+    };
+    if let Some(b) = found {
+        return Ok(Json(block_json(&b, true, full)));
+    }
+    let pending = s.chain.pending_blocks().await;
+    let hit = pending.iter().find(|b| {
+        id.parse::<u64>()
+            .map_or_else(|_| b.hash().to_hex() == id, |h| b.header.height == h)
+    });
+    match hit {
+        Some(b) => Ok(Json(block_json(b, false, full))),
+        None => Err(not_found(format!("no block {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitJson {
+    data: String,
+    format: Option<String>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks the bearer token when auth is on; returns the client subject.
+fn authorize(s: &AppState, headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(secret) = &s.jwt_secret else {
+        return Ok(None);
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            auth::AuthError::Missing.to_string(),
+        ));
+    };
+    match auth::verify(secret.as_bytes(), token, now_secs()) {
+        Ok(c) => Ok(Some(c.sub)),
+        Err(e) => Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())),
+    }
+}
+
+fn body_error(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            "request body exceeds the size limit (web.max_body_size)",
+        )
+    } else {
+        ApiError::new(status, r.body_text())
+    }
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let client = authorize(&s, &headers)?;
+    let body = body.map_err(body_error)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (format, data) = if media == "application/json" {
+        let req: SubmitJson = serde_json::from_slice(&body).map_err(|e| {
+            s.metrics.reject_tx("bad_request");
+            bad_request(format!(
+                "invalid JSON body: {e}; expected {{\"data\": \"<RDF>\", \"format\": \"turtle\"}}"
+            ))
+        })?;
+        let format = match req.format.as_deref() {
+            None => RdfFormat::Turtle,
+            Some(f) => RdfFormat::parse(f).ok_or_else(|| {
+                s.metrics.reject_tx("bad_request");
+                bad_request(format!(
+                    "unknown format `{f}`; use turtle, n-triples or n-quads"
+                ))
+            })?,
+        };
+        (format, req.data)
+    } else if let Some(format) = RdfFormat::parse(&media) {
+        let text = String::from_utf8(body.to_vec())
+            .map_err(|_| bad_request("request body is not valid UTF-8"))?;
+        (format, text)
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "unsupported content type `{media}`; send application/json, text/turtle, \
+                 application/n-triples or application/n-quads"
+            ),
+        ));
+    };
+    if data.trim().is_empty() {
+        s.metrics.reject_tx("empty");
+        return Err(bad_request("the RDF document is empty"));
+    }
+    if data.len() > s.max_tx_bytes {
+        s.metrics.reject_tx("too_large");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "RDF document is {} bytes; the limit is {} (consensus.max_tx_size)",
+                data.len(),
+                s.max_tx_bytes
+            ),
+        ));
+    }
+    let body = TxBody {
+        format,
+        data,
+        submitter: s.keypair.public(),
+        client,
+        timestamp_ms: s.clock.now_ms(),
+    };
+    let (key, gh) = (s.keypair.clone(), s.genesis_hash);
+    // Parse (rejecting bad RDF) and sign off the async workers.
+    let checked = tokio::task::spawn_blocking(move || {
+        let triples = rdf::parse(body.format, &body.data, "check").map(|q| q.len());
+        (triples, Transaction::sign(body, &key, &gh))
+    })
+    .await
+    .map_err(internal)?;
+    s.metrics.rdf_documents_parsed.inc();
+    let (triples, tx) = checked;
+    let triples = triples.map_err(|e| {
+        s.metrics.reject_tx("invalid_rdf");
+        let mut err = bad_request(format!("invalid {}: {e}", format.name()));
+        if let Some(l) = e.line {
+            err = err.with("line", json!(l));
+        }
+        if let Some(c) = e.column {
+            err = err.with("column", json!(c));
+        }
+        err
+    })?;
+    let id = tx.id();
+    s.chain.submit(id, tx).await.map_err(|e| match e {
+        SubmitError::PoolFull(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        SubmitError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "tx_id": id, "status": "pending", "triples": triples })),
+    )
+        .into_response())
+}
+
+async fn transaction(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let hash = Hash::from_hex(&id)
+        .map_err(|e| bad_request(format!("`{id}` is not a transaction id: {e}")))?;
+    let full = q.full.unwrap_or(false);
+    if let Some((tx, loc)) = s.store.transaction(&hash).map_err(internal)? {
+        let block_hash = s
+            .store
+            .block_by_height(loc.height)
+            .map_err(internal)?
+            .map(|b| b.hash());
+        return Ok(Json(tx_json(
+            &tx,
+            &hash,
+            "final",
+            Some(loc.height),
+            block_hash,
+            Some(loc.triples as usize),
+            full,
+        )));
+    }
+    let pending = s
+        .chain
+        .pending_tx(hash)
+        .await
+        .ok_or_else(|| not_found(format!("no transaction {id}")))?;
+    let (tx, status, height, block) = match pending {
+        PendingTx::InPool(tx) => (tx, "pending", None, None),
+        PendingTx::Included {
+            tx,
+            block_hash,
+            height,
+        } => (tx, "included", Some(height), Some(block_hash)),
+    };
+    let counted = tx.clone();
+    let triples = tokio::task::spawn_blocking(move || {
+        rdf::parse(counted.body.format, &counted.body.data, "count")
+            .map(|q| q.len())
+            .ok()
+    })
+    .await
+    .map_err(internal)?;
+    Ok(Json(tx_json(
+        &tx, &hash, status, height, block, triples, full,
+    )))
+}
+
+fn tx_json(
+    tx: &Transaction,
+    id: &Hash,
+    status: &str,
+    height: Option<u64>,
+    block_hash: Option<Hash>,
+    triples: Option<usize>,
+    full: bool,
+) -> Value {
+    let mut v = json!({
+        "tx_id": id,
+        "status": status,
+        "block_height": height,
+        "block_hash": block_hash,
+        "submitter": tx.body.submitter,
+        "client": tx.body.client,
+        "timestamp_ms": tx.body.timestamp_ms,
+        "format": tx.body.format.name(),
+        "triples": triples,
+    });
+    if full && let Some(o) = v.as_object_mut() {
+        o.insert("data".into(), Value::String(tx.body.data.clone()));
+    }
+    v
+}
+
+async fn sparql_get(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let query = q
+        .get("query")
+        .cloned()
+        .ok_or_else(|| bad_request("missing `query` parameter"))?;
+    run_sparql(s, query).await
+}
+
+async fn sparql_post(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body.map_err(body_error)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let query = match media.as_str() {
+        "application/sparql-query" | "text/plain" | "" => {
+            String::from_utf8(body.to_vec()).map_err(|_| bad_request("query is not valid UTF-8"))?
+        }
+        "application/x-www-form-urlencoded" => {
+            let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| bad_request(format!("invalid form body: {e}")))?;
+            form.get("query")
+                .cloned()
+                .ok_or_else(|| bad_request("missing `query` form field"))?
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported content type `{other}`; use application/sparql-query or a form"
+                ),
+            ));
+        }
+    };
+    run_sparql(s, query).await
+}
+
+async fn run_sparql(s: AppState, query: String) -> ApiResult<Response> {
+    let store = s.store.clone();
+    let limits = s.query_limits;
+    let out = tokio::task::spawn_blocking(move || store.sparql(&query, &limits))
+        .await
+        .map_err(internal)?;
+    match out {
+        Ok(o) => Ok(([(header::CONTENT_TYPE, o.content_type)], o.body).into_response()),
+        Err(SparqlError::Parse(m)) => Err(bad_request(format!("invalid SPARQL: {m}"))),
+        Err(e @ SparqlError::Timeout(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.to_string(),
+        )),
+        Err(e @ SparqlError::TooManyRows(_)) => Err(bad_request(format!("{e}; add a LIMIT"))),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn integrity(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    let store = s.store.clone();
+    let report = tokio::task::spawn_blocking(move || store.validate_integrity(&mut |_, _| {}))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(serde_json::to_value(report).map_err(internal)?))
+}

@@ -1,0 +1,962 @@
+//! The chain task: the single writer of chain state.
+//!
+//! It owns the fork tree of non-final blocks (and their bodies), the transaction pool, the
+//! equivocation registry and the write side of the store. Everything that changes the chain
+//! arrives here as a message — API submissions ([`Command`]), peer events from `p2p`, the slot
+//! timer — and is handled one at a time, so no lock guards chain state. Readers use the store
+//! directly (sled reads are concurrent) and a [`watch`] snapshot of the heads.
+//!
+//! Data flow for a block: sealed here or received from a peer → validated by `consensus` (and
+//! its RDF parsed by `storage::rdf`) → inserted into the fork tree and persisted as pending →
+//! fork choice and the finality rule run → newly final blocks are committed to storage in one
+//! atomic, flushed step, and their transactions leave the pool for good.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use provchain_consensus::{
+    AuthoritySource, Block, BlockError, BlockHeader, ForkError, ForkTree, Genesis, Hash, Keypair,
+    Limits, SlotRegistry, Transaction, ValidationContext, finality_threshold, leader, slot_at,
+    slot_start_ms, validate_block,
+};
+use provchain_p2p::{ChainStatus, MessageId, P2pEvent, P2pHandle, PeerId, Verdict};
+use provchain_storage::{StorageError, Store, rdf};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+use crate::pool::{Pool, PoolError};
+
+/// Commands queued to the chain task. Bounded so a flood of API calls pushes back on clients.
+pub const COMMAND_QUEUE: usize = 1024;
+/// Blocks with an unknown parent kept while their ancestors are fetched.
+const MAX_ORPHANS: usize = 512;
+/// Early blocks held until their slot starts.
+const MAX_HELD: usize = 256;
+/// Blocks served per sync request (also capped by the p2p message size).
+pub const SYNC_BATCH: u32 = 128;
+
+/// Wall clock in unix milliseconds, with an offset for clock-skew tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    pub offset_ms: i64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (real + self.offset_ms).max(0) as u64
+    }
+}
+
+/// Chain parameters fixed at startup.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub genesis: Genesis,
+    pub keypair: Keypair,
+    pub is_authority: bool,
+    pub limits: Limits,
+    pub empty_blocks: bool,
+    pub max_pool_size: usize,
+    pub max_drift_ms: u64,
+    pub clock: Clock,
+}
+
+/// Heads and counters published after every change, for cheap reads by the API.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub best_height: u64,
+    pub best_hash: Hash,
+    pub final_height: u64,
+    pub final_hash: Hash,
+    pub pool_size: usize,
+    pub peers: usize,
+    /// Highest best height any peer reported.
+    pub peer_best_height: u64,
+}
+
+/// Status of a transaction not yet final.
+#[derive(Debug, Clone)]
+pub enum PendingTx {
+    InPool(Transaction),
+    Included {
+        tx: Transaction,
+        block_hash: Hash,
+        height: u64,
+    },
+}
+
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    #[error("the transaction pool is full ({0} transactions); retry later")]
+    PoolFull(usize),
+    #[error("the node is shutting down")]
+    Closed,
+}
+
+pub enum Command {
+    Submit {
+        id: Hash,
+        tx: Transaction,
+        reply: oneshot::Sender<Result<(), SubmitError>>,
+    },
+    PendingTx {
+        id: Hash,
+        reply: oneshot::Sender<Option<PendingTx>>,
+    },
+    /// Non-final blocks on the best chain, highest first.
+    PendingBlocks {
+        reply: oneshot::Sender<Vec<Block>>,
+    },
+    ImportSynced {
+        blocks: Vec<Block>,
+        from: PeerId,
+        reply: oneshot::Sender<SyncOutcome>,
+    },
+    PeerStatus {
+        status: ChainStatus,
+    },
+}
+
+/// Result of importing a batch fetched by sync.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SyncOutcome {
+    pub imported: usize,
+    pub known: usize,
+    pub failed: bool,
+}
+
+/// Cloneable access to the chain task.
+#[derive(Clone)]
+pub struct ChainHandle {
+    tx: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+}
+
+impl ChainHandle {
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn submit(&self, id: Hash, tx: Transaction) -> Result<(), SubmitError> {
+        self.ask(|reply| Command::Submit { id, tx, reply })
+            .await
+            .unwrap_or(Err(SubmitError::Closed))
+    }
+
+    pub async fn pending_tx(&self, id: Hash) -> Option<PendingTx> {
+        self.ask(|reply| Command::PendingTx { id, reply })
+            .await
+            .flatten()
+    }
+
+    pub async fn pending_blocks(&self) -> Vec<Block> {
+        self.ask(|reply| Command::PendingBlocks { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    pub async fn import_synced(&self, blocks: Vec<Block>, from: PeerId) -> SyncOutcome {
+        self.ask(|reply| Command::ImportSynced {
+            blocks,
+            from,
+            reply,
+        })
+        .await
+        .unwrap_or(SyncOutcome {
+            failed: true,
+            ..Default::default()
+        })
+    }
+
+    pub async fn peer_status(&self, status: ChainStatus) {
+        let _ = self.tx.send(Command::PeerStatus { status }).await;
+    }
+}
+
+/// Why a block was not imported.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    #[error("block already known")]
+    Known,
+    #[error("parent {0} unknown")]
+    Orphan(Hash),
+    #[error("block builds on final block {0} that is not the final head")]
+    Stale(Hash),
+    #[error(transparent)]
+    Invalid(#[from] BlockError),
+    #[error("transaction {index} has invalid RDF: {message}")]
+    Rdf { index: usize, message: String },
+    #[error("transaction {0} is already on this chain")]
+    Replayed(Hash),
+    #[error("equivocation: {0}")]
+    Equivocation(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+impl ImportError {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Known => "known",
+            Self::Orphan(_) => "orphan",
+            Self::Stale(_) => "stale",
+            Self::Invalid(e) => e.reason(),
+            Self::Rdf { .. } => "invalid_rdf",
+            Self::Replayed(_) => "replayed_tx",
+            Self::Equivocation(_) => "equivocation",
+            Self::Storage(_) => "storage",
+        }
+    }
+}
+
+/// Where a block came from; gossip imports feed the propagation histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Gossip,
+    Sync,
+}
+
+pub struct Chain {
+    cfg: ChainConfig,
+    genesis_hash: Hash,
+    store: Store,
+    tree: ForkTree,
+    bodies: HashMap<Hash, Block>,
+    /// Transactions in non-final blocks on the best chain → their block.
+    included: HashMap<Hash, Hash>,
+    /// Transactions whose RDF already parsed here (admitted to the pool), skipped on import.
+    checked: HashSet<Hash>,
+    pool: Pool,
+    slots: SlotRegistry,
+    orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
+    orphan_count: usize,
+    held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
+    last_sealed_slot: u64,
+    metrics: Arc<Metrics>,
+    p2p: P2pHandle,
+    snapshot: watch::Sender<Snapshot>,
+    peers: HashSet<PeerId>,
+    peer_best_height: u64,
+    sync_wakeup: mpsc::Sender<PeerId>,
+}
+
+impl Chain {
+    /// Restores chain state from the store (the final head and persisted pending blocks) and
+    /// returns the task state and its handle.
+    pub fn open(
+        cfg: ChainConfig,
+        store: Store,
+        metrics: Arc<Metrics>,
+        p2p: P2pHandle,
+        sync_wakeup: mpsc::Sender<PeerId>,
+    ) -> Result<(Self, ChainHandle, mpsc::Receiver<Command>), StorageError> {
+        let final_head = store.final_head()?;
+        let mut tree = ForkTree::new(final_head);
+        let mut bodies = HashMap::new();
+        let mut pending = store.pending_blocks()?;
+        pending.sort_by_key(|b| b.header.height);
+        for block in pending {
+            let hash = block.hash();
+            if tree.insert(block.header.clone()).is_ok() {
+                bodies.insert(hash, block);
+            } else {
+                store.remove_pending(&hash)?;
+            }
+        }
+        let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let genesis_hash = cfg.genesis.hash();
+        let mut chain = Self {
+            pool: Pool::new(cfg.max_pool_size),
+            cfg,
+            genesis_hash,
+            store,
+            tree,
+            bodies,
+            included: HashMap::new(),
+            checked: HashSet::new(),
+            slots: SlotRegistry::default(),
+            orphans: HashMap::new(),
+            orphan_count: 0,
+            held: BTreeMap::new(),
+            last_sealed_slot: 0,
+            metrics,
+            p2p,
+            snapshot: snap_tx,
+            peers: HashSet::new(),
+            peer_best_height: 0,
+            sync_wakeup,
+        };
+        for hash in chain.tree.best_chain() {
+            if let Some(b) = chain.bodies.get(&hash) {
+                for id in b.tx_ids() {
+                    chain.included.insert(id, hash);
+                }
+            }
+        }
+        chain.last_sealed_slot = chain.tree.best_head().1.slot;
+        chain
+            .metrics
+            .triples_stored
+            .set(chain.store.triple_count() as i64);
+        chain.publish_snapshot();
+        Ok((
+            chain,
+            ChainHandle {
+                tx: cmd_tx,
+                snapshot: snap_rx,
+            },
+            cmd_rx,
+        ))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.cfg.clock.now_ms()
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.cfg.genesis.block_interval_ms
+    }
+
+    /// Runs until `shutdown` fires, then flushes storage.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::Receiver<P2pEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let next_slot = slot_at(self.now_ms(), self.interval_ms()) + 1;
+            let wait = slot_start_ms(next_slot, self.interval_ms()).saturating_sub(self.now_ms());
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(ev) = events.recv() => self.on_p2p(ev),
+                _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => self.on_slot(),
+                _ = housekeeping.tick() => self.release_held(),
+            }
+            self.publish_snapshot();
+        }
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "final flush failed");
+        }
+        info!("chain task stopped");
+    }
+
+    fn publish_snapshot(&mut self) {
+        let (best_hash, best) = self.tree.best_head();
+        let (final_hash, fin) = self.tree.final_head();
+        let snap = Snapshot {
+            best_height: best.height,
+            best_hash,
+            final_height: fin.height,
+            final_hash,
+            pool_size: self.pool.len(),
+            peers: self.peers.len(),
+            peer_best_height: self.peer_best_height,
+        };
+        self.metrics.chain_height.set(snap.best_height as i64);
+        self.metrics.final_height.set(snap.final_height as i64);
+        self.metrics.pool_size.set(snap.pool_size as i64);
+        self.metrics.peers_connected.set(snap.peers as i64);
+        self.snapshot.send_replace(snap);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { id, tx, reply } => {
+                let res = self.admit(id, tx.clone(), true);
+                let out = match res {
+                    Ok(()) | Err(PoolError::Duplicate) => {
+                        if res.is_ok() {
+                            self.metrics.transactions_submitted.inc();
+                            self.spawn_publish_tx(tx);
+                        }
+                        Ok(())
+                    }
+                    Err(PoolError::Full) => {
+                        self.metrics.pool_full.inc();
+                        Err(SubmitError::PoolFull(self.cfg.max_pool_size))
+                    }
+                };
+                let _ = reply.send(out);
+            }
+            Command::PendingTx { id, reply } => {
+                let out = if let Some(block_hash) = self.included.get(&id) {
+                    self.bodies.get(block_hash).and_then(|b| {
+                        let tx = b.transactions.iter().find(|t| t.id() == id)?.clone();
+                        Some(PendingTx::Included {
+                            tx,
+                            block_hash: *block_hash,
+                            height: b.header.height,
+                        })
+                    })
+                } else {
+                    self.pool.get(&id).cloned().map(PendingTx::InPool)
+                };
+                let _ = reply.send(out);
+            }
+            Command::PendingBlocks { reply } => {
+                let mut out: Vec<Block> = self
+                    .tree
+                    .best_chain()
+                    .iter()
+                    .filter_map(|h| self.bodies.get(h).cloned())
+                    .collect();
+                out.reverse();
+                let _ = reply.send(out);
+            }
+            Command::ImportSynced {
+                blocks,
+                from,
+                reply,
+            } => {
+                let mut outcome = SyncOutcome::default();
+                for block in blocks {
+                    match self.import(block, Origin::Sync, Some(from)) {
+                        Ok(()) => outcome.imported += 1,
+                        Err(ImportError::Known) => outcome.known += 1,
+                        Err(e) => {
+                            self.count_rejection(&e);
+                            debug!(peer = %from, error = %e, "sync import stopped");
+                            outcome.failed = true;
+                            break;
+                        }
+                    }
+                }
+                self.metrics
+                    .sync_blocks_fetched
+                    .inc_by(outcome.imported as u64);
+                let _ = reply.send(outcome);
+            }
+            Command::PeerStatus { status } => {
+                self.peer_best_height = self.peer_best_height.max(status.best_height);
+            }
+        }
+    }
+
+    /// Admits a transaction whose envelope and RDF were already checked.
+    fn admit(&mut self, id: Hash, tx: Transaction, rdf_checked: bool) -> Result<(), PoolError> {
+        if self.included.contains_key(&id) || matches!(self.store.tx_location(&id), Ok(Some(_))) {
+            return Err(PoolError::Duplicate);
+        }
+        self.pool.insert(id, tx)?;
+        if rdf_checked {
+            self.checked.insert(id);
+        }
+        Ok(())
+    }
+
+    fn spawn_publish_tx(&self, tx: Transaction) {
+        let p2p = self.p2p.clone();
+        tokio::spawn(async move {
+            if let Err(e) = p2p.publish_tx(&tx).await {
+                debug!(error = %e, "transaction gossip failed");
+            }
+        });
+    }
+
+    fn report(&self, id: MessageId, verdict: Verdict) {
+        let p2p = self.p2p.clone();
+        tokio::spawn(async move { p2p.report(id, verdict).await });
+    }
+
+    fn on_p2p(&mut self, ev: P2pEvent) {
+        match ev {
+            P2pEvent::PeerConnected { peer, is_authority } => {
+                debug!(%peer, is_authority, "peer connected");
+                self.peers.insert(peer);
+                let _ = self.sync_wakeup.try_send(peer);
+            }
+            P2pEvent::PeerDisconnected { peer } => {
+                self.peers.remove(&peer);
+            }
+            P2pEvent::PeerRefused { peer } => {
+                debug!(%peer, "refused connection from a peer that is not allowed");
+                self.metrics.peers_refused.inc();
+            }
+            P2pEvent::InvalidMessage { from, kind, reason } => {
+                debug!(peer = %from, kind, reason, "invalid peer message");
+                self.metrics.invalid_message(kind);
+            }
+            P2pEvent::BlockReceived {
+                from,
+                message_id,
+                block,
+            } => {
+                self.peer_best_height = self.peer_best_height.max(block.header.height);
+                let verdict = match self.import(block, Origin::Gossip, Some(from)) {
+                    Ok(()) => Verdict::Accept,
+                    Err(e) => {
+                        let v = match &e {
+                            ImportError::Known | ImportError::Orphan(_) | ImportError::Stale(_) => {
+                                Verdict::Ignore
+                            }
+                            ImportError::Invalid(BlockError::Early { .. }) => Verdict::Ignore,
+                            ImportError::Storage(_) => Verdict::Ignore,
+                            _ => Verdict::Reject,
+                        };
+                        if v == Verdict::Reject {
+                            warn!(peer = %from, error = %e, "rejected block");
+                        }
+                        self.count_rejection(&e);
+                        v
+                    }
+                };
+                self.report(message_id, verdict);
+            }
+            P2pEvent::TxReceived {
+                from,
+                message_id,
+                tx,
+            } => {
+                let verdict = self.on_gossip_tx(tx);
+                if verdict == Verdict::Reject {
+                    debug!(peer = %from, "rejected gossiped transaction");
+                }
+                self.report(message_id, verdict);
+            }
+            P2pEvent::StatusRequest { reply, .. } => {
+                let _ = reply.send(self.status());
+            }
+            P2pEvent::BlocksRequest {
+                from_height,
+                max,
+                reply,
+                ..
+            } => {
+                let _ = reply.send(self.serve_blocks(from_height, max.min(SYNC_BATCH)));
+            }
+        }
+    }
+
+    fn status(&self) -> ChainStatus {
+        let (best_hash, best) = self.tree.best_head();
+        let (final_hash, fin) = self.tree.final_head();
+        ChainStatus {
+            genesis_hash: self.genesis_hash,
+            best_height: best.height,
+            best_hash,
+            final_height: fin.height,
+            final_hash,
+        }
+    }
+
+    /// Blocks of our best chain from `from` (final ones from storage, then non-final ones).
+    fn serve_blocks(&self, from: u64, max: u32) -> Vec<Block> {
+        let max = max as usize;
+        let final_height = self.tree.final_head().1.height;
+        let mut out = Vec::new();
+        if from <= final_height {
+            match self.store.blocks_range(from, max) {
+                Ok(blocks) => out = blocks,
+                Err(e) => warn!(error = %e, "cannot serve blocks"),
+            }
+        }
+        if out.len() < max {
+            let next = from.max(final_height + 1);
+            for hash in self.tree.best_chain() {
+                if out.len() >= max {
+                    break;
+                }
+                if let Some(b) = self.bodies.get(&hash).filter(|b| b.header.height >= next) {
+                    out.push(b.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn on_gossip_tx(&mut self, tx: Transaction) -> Verdict {
+        let id = tx.id();
+        if self.pool.contains(&id) || self.included.contains_key(&id) {
+            return Verdict::Ignore;
+        }
+        if let Err(e) = tx.validate(&self.genesis_hash, self.cfg.limits.max_tx_bytes) {
+            self.metrics.reject_tx("invalid_envelope");
+            debug!(error = %e, "invalid gossiped transaction");
+            return Verdict::Reject;
+        }
+        let parsed =
+            tokio::task::block_in_place(|| rdf::parse(tx.body.format, &tx.body.data, "check"));
+        self.metrics.rdf_documents_parsed.inc();
+        if parsed.is_err() {
+            self.metrics.reject_tx("invalid_rdf");
+            return Verdict::Reject;
+        }
+        match self.admit(id, tx, true) {
+            Ok(()) => Verdict::Accept,
+            Err(PoolError::Duplicate) => Verdict::Ignore,
+            Err(PoolError::Full) => {
+                self.metrics.pool_full.inc();
+                Verdict::Ignore
+            }
+        }
+    }
+
+    fn count_rejection(&self, e: &ImportError) {
+        match e {
+            ImportError::Known => {}
+            ImportError::Equivocation(_) => {}
+            e => self.metrics.reject_block(e.reason()),
+        }
+    }
+
+    fn on_slot(&mut self) {
+        let now = self.now_ms();
+        let slot = slot_at(now, self.interval_ms());
+        if !self.cfg.is_authority || slot <= self.last_sealed_slot {
+            return;
+        }
+        let (_, best) = self.tree.best_head();
+        let best = best.clone();
+        let authorities = self.cfg.genesis.authorities_at(best.height + 1);
+        if leader(authorities, slot) != Some(&self.cfg.keypair.public()) || slot <= best.slot {
+            return;
+        }
+        if !self.cfg.empty_blocks && self.pool.is_empty() {
+            return;
+        }
+        self.last_sealed_slot = slot;
+        let limits = self.cfg.limits;
+        let txs = self.pool.select(
+            limits.max_block_txs,
+            limits.max_block_bytes.saturating_sub(1024),
+        );
+        let start = slot_start_ms(slot, self.interval_ms());
+        let timestamp = now.clamp(start, start + self.interval_ms() - 1);
+        let block = Block::seal(
+            &best,
+            slot,
+            timestamp,
+            txs,
+            &self.cfg.keypair,
+            &self.genesis_hash,
+        );
+        let p2p = self.p2p.clone();
+        let gossip = block.clone();
+        tokio::spawn(async move {
+            if let Err(e) = p2p.publish_block(&gossip).await {
+                debug!(error = %e, "block gossip failed");
+            }
+        });
+        let (height, ntx) = (block.header.height, block.transactions.len());
+        match self.import(block, Origin::Local, None) {
+            Ok(()) => {
+                self.metrics.blocks_produced.inc();
+                debug!(height, slot, transactions = ntx, "sealed block");
+            }
+            Err(e) => warn!(error = %e, "own block failed to import"),
+        }
+    }
+
+    fn release_held(&mut self) {
+        let now = self.now_ms();
+        let ready: Vec<u64> = self.held.range(..=now).map(|(k, _)| *k).collect();
+        for k in ready {
+            for (block, from) in self.held.remove(&k).unwrap_or_default() {
+                if let Err(e) = self.import(block, Origin::Gossip, from) {
+                    self.count_rejection(&e);
+                }
+            }
+        }
+    }
+
+    /// Validates and imports one block, then any orphans waiting on it.
+    fn import(
+        &mut self,
+        block: Block,
+        origin: Origin,
+        from: Option<PeerId>,
+    ) -> Result<(), ImportError> {
+        let hash = block.hash();
+        let mut queue = vec![(block, origin, from)];
+        let mut first = Some(hash);
+        let mut result = Ok(());
+        while let Some((block, origin, from)) = queue.pop() {
+            let h = block.hash();
+            let r = self.import_one(block, origin, from);
+            if let Some(children) = r.is_ok().then(|| self.orphans.remove(&h)).flatten() {
+                self.orphan_count -= children.len();
+                queue.extend(children.into_iter().map(|(b, f)| (b, Origin::Sync, f)));
+            }
+            if first.take().is_some() {
+                result = r;
+            } else if let Err(e) = r {
+                self.count_rejection(&e);
+            }
+        }
+        result
+    }
+
+    fn import_one(
+        &mut self,
+        block: Block,
+        origin: Origin,
+        from: Option<PeerId>,
+    ) -> Result<(), ImportError> {
+        let started = Instant::now();
+        let hash = block.hash();
+        if self.tree.contains(&hash) || matches!(self.store.height_of(&hash), Ok(Some(_))) {
+            return Err(ImportError::Known);
+        }
+        let parent_hash = block.header.parent_hash;
+        let Some(parent) = self.tree.header(&parent_hash).cloned() else {
+            if matches!(self.store.height_of(&parent_hash), Ok(Some(_))) {
+                return Err(ImportError::Stale(parent_hash));
+            }
+            self.keep_orphan(block, from);
+            return Err(ImportError::Orphan(parent_hash));
+        };
+        if origin != Origin::Local {
+            let authorities = self.cfg.genesis.authorities_at(block.header.height);
+            let ctx = ValidationContext {
+                genesis_hash: self.genesis_hash,
+                authorities,
+                interval_ms: self.interval_ms(),
+                now_ms: self.now_ms(),
+                max_drift_ms: self.cfg.max_drift_ms,
+                limits: self.cfg.limits,
+            };
+            match tokio::task::block_in_place(|| validate_block(&block, &parent, &ctx)) {
+                Ok(()) => {}
+                Err(BlockError::Early {
+                    ready_at_ms,
+                    slot,
+                    early_ms,
+                }) => {
+                    if self.held.values().map(Vec::len).sum::<usize>() < MAX_HELD {
+                        self.held
+                            .entry(ready_at_ms)
+                            .or_default()
+                            .push((block, from));
+                    }
+                    return Err(BlockError::Early {
+                        ready_at_ms,
+                        slot,
+                        early_ms,
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.check_rdf(&block)?;
+            self.check_not_replayed(&block)?;
+        }
+        if let Some(ev) = self.slots.observe(&block.header) {
+            self.metrics.equivocations.inc();
+            warn!(slot = ev.slot, proposer = %ev.proposer, first = %ev.first, second = %ev.second,
+                "equivocation: two blocks by one authority for one slot; keeping the first");
+            return Err(ImportError::Equivocation(format!(
+                "authority {} sealed {} and {} for slot {}",
+                ev.proposer, ev.first, ev.second, ev.slot
+            )));
+        }
+        let old_best = self.tree.best_head().0;
+        match self.tree.insert(block.header.clone()) {
+            Ok(_) => {}
+            Err(ForkError::Known(_)) => return Err(ImportError::Known),
+            Err(ForkError::UnknownParent(p)) => return Err(ImportError::Orphan(p)),
+        }
+        self.store.put_pending(&block)?;
+        if origin == Origin::Gossip {
+            let delay = self.now_ms().saturating_sub(block.header.timestamp_ms);
+            self.metrics
+                .block_propagation_seconds
+                .observe(delay as f64 / 1000.0);
+        }
+        if origin != Origin::Local {
+            self.metrics.blocks_imported.inc();
+        }
+        self.bodies.insert(hash, block);
+        let new_best = self.tree.best_head().0;
+        if new_best != old_best {
+            self.move_head(old_best, new_best);
+        }
+        self.finalize()?;
+        self.metrics
+            .block_import_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// RDF of every transaction must parse; ones admitted to our pool were parsed already.
+    fn check_rdf(&mut self, block: &Block) -> Result<(), ImportError> {
+        let todo: Vec<(usize, &Transaction)> = block
+            .transactions
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !self.checked.contains(&t.id()))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        self.metrics.rdf_documents_parsed.inc_by(todo.len() as u64);
+        tokio::task::block_in_place(|| {
+            for (index, tx) in todo {
+                if let Err(e) = rdf::parse(tx.body.format, &tx.body.data, "check") {
+                    return Err(ImportError::Rdf {
+                        index,
+                        message: e.to_string(),
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// A transaction may appear once per chain: not in the final chain, nor in the non-final
+    /// ancestors of this block.
+    fn check_not_replayed(&self, block: &Block) -> Result<(), ImportError> {
+        let ids = block.tx_ids();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ancestors = HashSet::new();
+        for h in self.tree.chain_to(&block.header.parent_hash) {
+            if let Some(b) = self.bodies.get(&h) {
+                ancestors.extend(b.tx_ids());
+            }
+        }
+        for id in ids {
+            if ancestors.contains(&id) || matches!(self.store.tx_location(&id), Ok(Some(_))) {
+                return Err(ImportError::Replayed(id));
+            }
+        }
+        Ok(())
+    }
+
+    fn keep_orphan(&mut self, block: Block, from: Option<PeerId>) {
+        if self.orphan_count >= MAX_ORPHANS {
+            self.orphans.clear();
+            self.orphan_count = 0;
+        }
+        self.orphan_count += 1;
+        self.orphans
+            .entry(block.header.parent_hash)
+            .or_default()
+            .push((block, from));
+        if let Some(peer) = from {
+            let _ = self.sync_wakeup.try_send(peer);
+        }
+    }
+
+    /// Moves the best head: transactions of retracted blocks return to the pool, those of
+    /// enacted blocks leave it.
+    fn move_head(&mut self, old: Hash, new: Hash) {
+        let route = self.tree.route(&old, &new);
+        if !route.retracted.is_empty() {
+            self.metrics.reorgs.inc();
+            info!(
+                retracted = route.retracted.len(),
+                enacted = route.enacted.len(),
+                "reorganisation"
+            );
+        }
+        for h in &route.retracted {
+            if let Some(b) = self.bodies.get(h) {
+                for tx in &b.transactions {
+                    let id = tx.id();
+                    self.included.remove(&id);
+                    self.pool.reinsert(id, tx.clone());
+                }
+            }
+        }
+        for h in &route.enacted {
+            if let Some(b) = self.bodies.get(h) {
+                if let Some(parent) = self.tree.header(&b.header.parent_hash) {
+                    let gap = b.header.slot.saturating_sub(parent.slot + 1);
+                    if parent.height > 0 {
+                        self.metrics.missed_slots.inc_by(gap);
+                    }
+                }
+                for tx in &b.transactions {
+                    let id = tx.id();
+                    self.pool.remove(&id);
+                    self.included.insert(id, *h);
+                }
+            }
+        }
+    }
+
+    /// Applies the finality rule and commits newly final blocks.
+    fn finalize(&mut self) -> Result<(), ImportError> {
+        let genesis = &self.cfg.genesis;
+        let finalized = self
+            .tree
+            .finalize(|h| finality_threshold(genesis.authorities_at(h).len()));
+        if finalized.blocks.is_empty() {
+            return Ok(());
+        }
+        let blocks: Vec<Block> = finalized
+            .blocks
+            .iter()
+            .filter_map(|(h, _)| self.bodies.remove(h))
+            .collect();
+        let started = Instant::now();
+        let stats = tokio::task::block_in_place(|| self.store.commit_final(&blocks))?;
+        self.metrics
+            .block_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .transactions_final
+            .inc_by(stats.transactions as u64);
+        self.metrics
+            .triples_stored
+            .set(self.store.triple_count() as i64);
+        for b in &blocks {
+            let _ = self.store.remove_pending(&b.hash());
+            for id in b.tx_ids() {
+                self.included.remove(&id);
+                self.checked.remove(&id);
+                self.pool.remove(&id);
+            }
+        }
+        for h in &finalized.pruned {
+            let _ = self.store.remove_pending(h);
+            if let Some(b) = self.bodies.remove(h) {
+                for tx in b.transactions {
+                    let id = tx.id();
+                    if !self.included.contains_key(&id)
+                        && !matches!(self.store.tx_location(&id), Ok(Some(_)))
+                    {
+                        self.pool.reinsert(id, tx);
+                    }
+                }
+            }
+        }
+        if let Some(last) = blocks.last() {
+            self.slots.prune_below(last.header.slot.saturating_sub(64));
+            debug!(
+                height = last.header.height,
+                blocks = blocks.len(),
+                triples = stats.triples,
+                "final"
+            );
+        }
+        Ok(())
+    }
+
+    /// The header of the final head (for tests and status).
+    pub fn final_header(&self) -> &BlockHeader {
+        self.tree.final_head().1
+    }
+}

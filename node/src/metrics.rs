@@ -1,0 +1,271 @@
+//! Prometheus metrics, all prefixed `provchain_` and in base units (seconds, bytes).
+//!
+//! One [`Metrics`] value is created at startup and shared (`Arc`) with every task; each field is
+//! an atomic metric, so recording never blocks.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub chain_height: Gauge,
+    pub final_height: Gauge,
+    pub peers_connected: Gauge,
+    pub peers_refused: Counter,
+    pub blocks_produced: Counter,
+    pub blocks_imported: Counter,
+    pub blocks_rejected: Family<ReasonLabel, Counter>,
+    pub missed_slots: Counter,
+    pub equivocations: Counter,
+    pub reorgs: Counter,
+    pub transactions_submitted: Counter,
+    pub transactions_rejected: Family<ReasonLabel, Counter>,
+    pub transactions_final: Counter,
+    pub pool_size: Gauge,
+    pub pool_full: Counter,
+    pub triples_stored: Gauge,
+    pub rdf_documents_parsed: Counter,
+    pub invalid_messages: Family<KindLabel, Counter>,
+    pub block_import_seconds: Histogram,
+    pub block_commit_seconds: Histogram,
+    pub block_propagation_seconds: Histogram,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_seconds: Family<RouteLabel, Histogram>,
+    pub sync_blocks_fetched: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("provchain");
+        let m = Self {
+            chain_height: Gauge::default(),
+            final_height: Gauge::default(),
+            peers_connected: Gauge::default(),
+            peers_refused: Counter::default(),
+            blocks_produced: Counter::default(),
+            blocks_imported: Counter::default(),
+            blocks_rejected: Family::default(),
+            missed_slots: Counter::default(),
+            equivocations: Counter::default(),
+            reorgs: Counter::default(),
+            transactions_submitted: Counter::default(),
+            transactions_rejected: Family::default(),
+            transactions_final: Counter::default(),
+            pool_size: Gauge::default(),
+            pool_full: Counter::default(),
+            triples_stored: Gauge::default(),
+            rdf_documents_parsed: Counter::default(),
+            invalid_messages: Family::default(),
+            block_import_seconds: Histogram::new(seconds_buckets()),
+            block_commit_seconds: Histogram::new(seconds_buckets()),
+            block_propagation_seconds: Histogram::new(seconds_buckets()),
+            http_requests: Family::default(),
+            http_request_seconds: Family::new_with_constructor(
+                || Histogram::new(seconds_buckets()),
+            ),
+            sync_blocks_fetched: Counter::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "chain_height",
+            "Height of the best chain head",
+            m.chain_height.clone(),
+        );
+        r.register(
+            "final_height",
+            "Height of the last final block",
+            m.final_height.clone(),
+        );
+        r.register(
+            "peers_connected",
+            "Connected peers",
+            m.peers_connected.clone(),
+        );
+        r.register(
+            "peers_refused",
+            "Connections refused because the peer is not allowed",
+            m.peers_refused.clone(),
+        );
+        r.register(
+            "blocks_produced",
+            "Blocks sealed by this node",
+            m.blocks_produced.clone(),
+        );
+        r.register(
+            "blocks_imported",
+            "Valid blocks received from peers and imported",
+            m.blocks_imported.clone(),
+        );
+        r.register(
+            "blocks_rejected",
+            "Blocks rejected, by reason",
+            m.blocks_rejected.clone(),
+        );
+        r.register(
+            "missed_slots",
+            "Slots on the best chain in which no block was sealed",
+            m.missed_slots.clone(),
+        );
+        r.register(
+            "equivocations",
+            "Two blocks by one authority for one slot",
+            m.equivocations.clone(),
+        );
+        r.register(
+            "reorgs",
+            "Best-head changes that retracted non-final blocks",
+            m.reorgs.clone(),
+        );
+        r.register(
+            "transactions_submitted",
+            "Transactions accepted into the pool",
+            m.transactions_submitted.clone(),
+        );
+        r.register(
+            "transactions_rejected",
+            "Submitted or gossiped transactions refused, by reason",
+            m.transactions_rejected.clone(),
+        );
+        r.register(
+            "transactions_final",
+            "Transactions in final blocks committed by this node",
+            m.transactions_final.clone(),
+        );
+        r.register(
+            "pool_size",
+            "Transactions waiting in the pool",
+            m.pool_size.clone(),
+        );
+        r.register(
+            "pool_full",
+            "Submissions refused because the pool was full",
+            m.pool_full.clone(),
+        );
+        r.register(
+            "triples_stored",
+            "Quads in the committed RDF dataset",
+            m.triples_stored.clone(),
+        );
+        r.register(
+            "rdf_documents_parsed",
+            "RDF documents parsed by this process",
+            m.rdf_documents_parsed.clone(),
+        );
+        r.register(
+            "invalid_messages",
+            "Undecodable or invalid peer messages, by kind",
+            m.invalid_messages.clone(),
+        );
+        r.register_with_unit(
+            "block_import",
+            "Time to validate and import a block",
+            Unit::Seconds,
+            m.block_import_seconds.clone(),
+        );
+        r.register_with_unit(
+            "block_commit",
+            "Time to commit final blocks to storage",
+            Unit::Seconds,
+            m.block_commit_seconds.clone(),
+        );
+        r.register_with_unit(
+            "block_propagation",
+            "Delay from a block's timestamp to its import here",
+            Unit::Seconds,
+            m.block_propagation_seconds.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        r.register_with_unit(
+            "http_request",
+            "HTTP request latency by route",
+            Unit::Seconds,
+            m.http_request_seconds.clone(),
+        );
+        r.register(
+            "sync_blocks_fetched",
+            "Blocks fetched from peers by sync",
+            m.sync_blocks_fetched.clone(),
+        );
+        Self { registry: r, ..m }
+    }
+
+    pub fn reject_block(&self, reason: &str) {
+        self.blocks_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn reject_tx(&self, reason: &str) {
+        self.transactions_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn invalid_message(&self, kind: &str) {
+        self.invalid_messages
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

@@ -1,0 +1,96 @@
+//! The transaction pool: admitted transactions waiting for a block, in arrival order.
+//!
+//! Bounded by count (`consensus.max_pool_size`); a full pool refuses new submissions (HTTP 503)
+//! rather than growing. Only the chain task touches it.
+
+use std::collections::{HashMap, VecDeque};
+
+use provchain_consensus::{Hash, Transaction};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PoolError {
+    Full,
+    Duplicate,
+}
+
+#[derive(Debug)]
+pub struct Pool {
+    /// Arrival order; may hold ids already removed (skipped lazily, compacted when sparse).
+    order: VecDeque<Hash>,
+    txs: HashMap<Hash, Transaction>,
+    max: usize,
+}
+
+impl Pool {
+    pub fn new(max: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            txs: HashMap::new(),
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.txs.contains_key(id)
+    }
+
+    pub fn get(&self, id: &Hash) -> Option<&Transaction> {
+        self.txs.get(id)
+    }
+
+    pub fn insert(&mut self, id: Hash, tx: Transaction) -> Result<(), PoolError> {
+        if self.txs.contains_key(&id) {
+            return Err(PoolError::Duplicate);
+        }
+        if self.txs.len() >= self.max {
+            return Err(PoolError::Full);
+        }
+        self.txs.insert(id, tx);
+        self.order.push_back(id);
+        Ok(())
+    }
+
+    /// Returns a transaction (from a retracted block) to the front of the queue. May exceed the
+    /// bound briefly: dropping it would lose an accepted transaction.
+    pub fn reinsert(&mut self, id: Hash, tx: Transaction) {
+        if self.txs.insert(id, tx).is_none() {
+            self.order.push_front(id);
+        }
+    }
+
+    pub fn remove(&mut self, id: &Hash) -> Option<Transaction> {
+        let tx = self.txs.remove(id);
+        if self.order.len() > 1024 && self.order.len() > 2 * self.txs.len() {
+            let txs = &self.txs;
+            self.order.retain(|h| txs.contains_key(h));
+        }
+        tx
+    }
+
+    /// The oldest transactions fitting `max_count` and `max_bytes` (encoded size), in order.
+    pub fn select(&self, max_count: usize, max_bytes: usize) -> Vec<Transaction> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for id in &self.order {
+            if out.len() >= max_count {
+                break;
+            }
+            let Some(tx) = self.txs.get(id) else { continue };
+            let size = tx.encoded_len() + 4;
+            if bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(tx.clone());
+        }
+        out
+    }
+}

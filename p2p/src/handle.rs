@@ -1,0 +1,189 @@
+//! The cloneable handle through which the node drives the swarm task.
+
+use provchain_consensus::{Block, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::wire::{SyncQuery, SyncResponse};
+use crate::{
+    ChainStatus, MAX_SYNC_BLOCKS, MessageId, Multiaddr, NetworkStats, P2pError, PeerId, PeerInfo,
+    Verdict,
+};
+
+/// Commands from handles to the swarm task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+    Report {
+        msg: MessageId,
+        verdict: Verdict,
+    },
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Stats(oneshot::Sender<NetworkStats>),
+    Request {
+        peer: PeerId,
+        query: SyncQuery,
+        reply: oneshot::Sender<Result<SyncResponse, P2pError>>,
+    },
+    Shutdown(oneshot::Sender<()>),
+    /// Test hook: answer every sync request with these bytes instead of the node's answer.
+    #[cfg(test)]
+    GarbageResponses(Option<Vec<u8>>),
+}
+
+/// Which gossip topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Topic {
+    Blocks,
+    Txs,
+}
+
+/// Talks to the swarm task. Cheap to clone; every clone drives the same swarm.
+#[derive(Clone, Debug)]
+pub struct P2pHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) local_peer_id: PeerId,
+}
+
+impl P2pHandle {
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, P2pError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| P2pError::Stopped)?;
+        rx.await.map_err(|_| P2pError::Stopped)
+    }
+
+    /// The addresses the listeners are bound to (waits for the first one to be reported).
+    /// Empty once the service stopped.
+    pub async fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.ask(Command::ListenAddrs).await.unwrap_or_default()
+    }
+
+    /// Gossips a block. No subscribed peers yet is not an error (it is logged at debug level);
+    /// the block reaches late joiners through sync.
+    pub async fn publish_block(&self, block: &Block) -> Result<(), P2pError> {
+        let data = crate::wire::encode_gossip(block);
+        self.ask(|reply| Command::Publish {
+            topic: Topic::Blocks,
+            data,
+            reply,
+        })
+        .await?
+    }
+
+    /// Gossips a transaction; same semantics as [`Self::publish_block`].
+    pub async fn publish_tx(&self, tx: &Transaction) -> Result<(), P2pError> {
+        let data = crate::wire::encode_gossip(tx);
+        self.ask(|reply| Command::Publish {
+            topic: Topic::Txs,
+            data,
+            reply,
+        })
+        .await?
+    }
+
+    /// The node's verdict on a received gossip message: `Accept` forwards it, `Reject` drops it
+    /// and penalises the sender, `Ignore` drops it.
+    pub async fn report(&self, msg: MessageId, verdict: Verdict) {
+        let _ = self.commands.send(Command::Report { msg, verdict }).await;
+    }
+
+    /// Connected, identified peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        self.ask(Command::Peers).await.unwrap_or_default()
+    }
+
+    /// Counters for metrics.
+    pub async fn stats(&self) -> NetworkStats {
+        self.ask(Command::Stats).await.unwrap_or_default()
+    }
+
+    /// Asks `peer` for its chain status.
+    pub async fn request_status(&self, peer: PeerId) -> Result<ChainStatus, P2pError> {
+        match self.request(peer, SyncQuery::Status).await? {
+            SyncResponse::Status(s) => Ok(s),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+
+    /// Asks `peer` for up to `max` blocks (capped at [`MAX_SYNC_BLOCKS`]) of its best chain from
+    /// `from_height`. Fewer blocks (even none) is a valid answer: the peer's chain is shorter
+    /// or the batch hit the size bound.
+    pub async fn request_blocks(
+        &self,
+        peer: PeerId,
+        from_height: u64,
+        max: u32,
+    ) -> Result<Vec<Block>, P2pError> {
+        let max = max.min(MAX_SYNC_BLOCKS);
+        match self
+            .request(peer, SyncQuery::GetBlocks { from_height, max })
+            .await?
+        {
+            SyncResponse::Blocks(blocks) if blocks.len() <= max as usize => Ok(blocks),
+            SyncResponse::Blocks(blocks) => Err(P2pError::InvalidResponse {
+                peer,
+                reason: format!("{} blocks returned, {max} asked for", blocks.len()),
+            }),
+            other => Err(unexpected(peer, &other)),
+        }
+    }
+
+    pub(crate) async fn request(
+        &self,
+        peer: PeerId,
+        query: SyncQuery,
+    ) -> Result<SyncResponse, P2pError> {
+        let resp = self
+            .ask(|reply| Command::Request { peer, query, reply })
+            .await??;
+        match resp {
+            SyncResponse::Error(reason) => Err(P2pError::Refused { peer, reason }),
+            other => Ok(other),
+        }
+    }
+
+    /// Stops the swarm task: listeners close and connections drop. Returns once it stopped.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Command::Shutdown).await;
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn send_test_command(&self, cmd: Command) {
+        let _ = self.commands.send(cmd).await;
+    }
+
+    /// Test hook: gossips arbitrary bytes.
+    #[cfg(test)]
+    pub(crate) async fn publish_raw(&self, topic: Topic, data: Vec<u8>) -> Result<(), P2pError> {
+        self.ask(|reply| Command::Publish { topic, data, reply })
+            .await?
+    }
+}
+
+fn unexpected(peer: PeerId, resp: &SyncResponse) -> P2pError {
+    let kind = match resp {
+        SyncResponse::Status(_) => "status",
+        SyncResponse::Blocks(_) => "blocks",
+        SyncResponse::Error(_) => "error",
+        #[cfg(test)]
+        SyncResponse::Raw(_) => "raw",
+    };
+    P2pError::InvalidResponse {
+        peer,
+        reason: format!("unexpected {kind} response"),
+    }
+}
