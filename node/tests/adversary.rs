@@ -1,0 +1,193 @@
+//! An allowed but hostile peer (an in-process libp2p node holding authority keys it should not
+//! use) sends node 1 blocks that break the rules. Each is rejected with its reason and counted,
+//! never forwarded, and the honest chain carries on.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
+use provchain_consensus::{Block, BlockHeader, Hash, RdfFormat, Transaction, TxBody};
+use provchain_node::keys::dev_key;
+use provchain_p2p::{P2pConfig, P2pHandle, PeerId};
+
+const LONG: Duration = Duration::from_secs(60);
+const ADVERSARY_KEY: u32 = 7;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The current best head of `peer`, fetched over the sync protocol.
+async fn head_of(p2p: &P2pHandle, peer: PeerId) -> Block {
+    let status = p2p.request_status(peer).await.expect("status");
+    let mut blocks = p2p
+        .request_blocks(peer, status.best_height, 1)
+        .await
+        .expect("blocks");
+    blocks.pop().expect("head block")
+}
+
+fn leader_key(slot: u64) -> provchain_consensus::Keypair {
+    dev_key((slot % 3) as u32 + 1)
+}
+
+fn not_leader_key(slot: u64) -> provchain_consensus::Keypair {
+    dev_key(((slot + 1) % 3) as u32 + 1)
+}
+
+async fn rejected(node: &NodeProc, reason: &str) -> f64 {
+    node.metric(&format!(
+        "provchain_blocks_rejected_total{{reason=\"{reason}\"}}"
+    ))
+    .await
+    .unwrap_or(0.0)
+}
+
+async fn wait_rejected(node: &NodeProc, reason: &str) {
+    wait_for(
+        &format!("node1 counts a `{reason}` rejection"),
+        LONG,
+        || async { (rejected(node, reason).await >= 1.0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_forwarded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Only node 1 allows the adversary; nodes 2 and 3 refuse it, so anything they see of its
+    // blocks would have been forwarded by node 1.
+    let allowed = vec![dev_peer_id(ADVERSARY_KEY)];
+    let spec = |key, peers, allowed| NetNodeSpec {
+        key,
+        authority: true,
+        authorities: 3,
+        peers,
+        allowed,
+        extra_toml: "",
+    };
+    let mut n1 = NodeProc::net(dir.path(), &spec(1, &[], &allowed));
+    n1.wait_healthy().await;
+    let seed = vec![n1.p2p_addr()];
+    let mut n2 = NodeProc::net(dir.path(), &spec(2, &seed, &[]));
+    let mut n3 = NodeProc::net(dir.path(), &spec(3, &seed, &[]));
+    n2.wait_healthy().await;
+    n3.wait_healthy().await;
+    n1.wait_final_height(3, LONG).await;
+
+    let genesis_hash =
+        Hash::from_hex(n1.status().await["genesis_hash"].as_str().expect("genesis")).expect("hash");
+    let mut cfg = P2pConfig::new(dev_key(ADVERSARY_KEY), genesis_hash);
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
+    cfg.bootstrap = vec![n1.p2p_addr()];
+    cfg.authorities = (1..=3).map(|i| dev_key(i).public()).collect();
+    let (p2p, mut events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
+    wait_for(
+        "adversary connected to node1 and sees its block topic",
+        LONG,
+        || async {
+            let s = p2p.stats().await;
+            let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
+            (connected && s.block_topic_peers >= 1).then_some(())
+        },
+    )
+    .await;
+
+    let gh = genesis_hash;
+    let seal = |parent: &BlockHeader, slot: u64, key: &provchain_consensus::Keypair, txs| {
+        Block::seal(parent, slot, slot * 1000 + 1, txs, key, &gh)
+    };
+    let next_slot = |parent: &BlockHeader| (now_ms() / 1000).max(parent.slot + 1);
+
+    // A block whose seal does not verify.
+    let head = head_of(&p2p, node1).await.header;
+    let slot = next_slot(&head);
+    let mut forged = seal(&head, slot, &leader_key(slot), vec![]);
+    forged.signature.0[0] ^= 0x55;
+    p2p.publish_block(&forged).await.expect("publish");
+    wait_rejected(&n1, "bad_signature").await;
+
+    // A block sealed by an authority that is not the slot's leader.
+    let head = head_of(&p2p, node1).await.header;
+    let slot = next_slot(&head);
+    p2p.publish_block(&seal(&head, slot, &not_leader_key(slot), vec![]))
+        .await
+        .expect("publish");
+    wait_rejected(&n1, "wrong_leader").await;
+
+    // A correctly sealed block for a slot far in the future.
+    let head = head_of(&p2p, node1).await.header;
+    let slot = now_ms() / 1000 + 100;
+    p2p.publish_block(&seal(&head, slot, &leader_key(slot), vec![]))
+        .await
+        .expect("publish");
+    wait_rejected(&n1, "future_slot").await;
+
+    // Equivocation: a second, different block for a slot whose leader already sealed one.
+    let head = head_of(&p2p, node1).await;
+    let parent = {
+        let status = p2p.request_status(node1).await.expect("status");
+        let mut b = p2p
+            .request_blocks(node1, status.best_height - 1, 1)
+            .await
+            .expect("parent");
+        b.pop().expect("parent block").header
+    };
+    assert_eq!(head.header.parent_hash, parent.hash());
+    let key = leader_key(head.header.slot);
+    let body = TxBody {
+        format: RdfFormat::NTriples,
+        data: "<http://evil> <http://says> \"rewrite history\" .".into(),
+        submitter: key.public(),
+        client: None,
+        timestamp_ms: now_ms(),
+    };
+    let tx = Transaction::sign(body, &key, &gh);
+    let twin = seal(&parent, head.header.slot, &key, vec![tx]);
+    assert_ne!(twin.hash(), head.hash());
+    p2p.publish_block(&twin).await.expect("publish");
+    wait_for("node1 records the equivocation", LONG, || async {
+        (n1.metric("provchain_equivocations_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+
+    // The honest chain carries on and agrees everywhere; nothing was forwarded to 2 and 3.
+    let target = n1.final_height().await + 3;
+    for n in [&n1, &n2, &n3] {
+        n.wait_final_height(target, LONG).await;
+    }
+    assert_eq!(
+        n1.final_hashes(0, target + 1).await,
+        n2.final_hashes(0, target + 1).await
+    );
+    assert_eq!(
+        n1.final_hashes(0, target + 1).await,
+        n3.final_hashes(0, target + 1).await
+    );
+    assert_eq!(
+        n1.sparql("ASK { <http://evil> ?p ?o }").await["boolean"],
+        false
+    );
+    for n in [&n2, &n3] {
+        for reason in ["bad_signature", "wrong_leader", "future_slot"] {
+            assert_eq!(
+                rejected(n, reason).await,
+                0.0,
+                "{reason} block reached {}",
+                n.http
+            );
+        }
+        assert_eq!(n.metric("provchain_equivocations_total").await, Some(0.0));
+        assert!(!n.peer_ids().await.contains(&dev_peer_id(ADVERSARY_KEY)));
+    }
+    p2p.shutdown().await;
+}
