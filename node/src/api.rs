@@ -100,6 +100,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/transactions/{id}", get(transaction))
         .route("/sparql", get(sparql_get).post(sparql_post))
         .route("/api/integrity/validate", get(integrity))
+        .route("/api/equivocations", get(equivocations))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(metrics, track))
         .layer(DefaultBodyLimit::max(max_body))
@@ -648,6 +649,11 @@ async fn run_sparql(s: AppState, query: String) -> ApiResult<Response> {
         Err(e @ SparqlError::TooManyRows(_)) => Err(bad_request(format!("{e}; add a LIMIT"))),
         Err(e) => Err(internal(e)),
     }
+}
+
+/// Recorded evidence of authorities sealing two blocks for one slot, oldest first.
+async fn equivocations(State(s): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(s.chain.equivocations().await).unwrap_or(Value::Null))
 }
 
 async fn integrity(State(s): State<AppState>) -> ApiResult<Json<Value>> {

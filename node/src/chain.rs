@@ -36,6 +36,8 @@ pub const COMMAND_QUEUE: usize = 1024;
 const MAX_ORPHANS: usize = 512;
 /// Early blocks held until their slot starts.
 const MAX_HELD: usize = 256;
+/// Equivocation records kept in memory (the metric counts all of them).
+const MAX_EVIDENCE: usize = 256;
 /// Blocks served per sync request (also capped by the p2p message size).
 pub const SYNC_BATCH: u32 = 128;
 
@@ -99,7 +101,22 @@ pub enum SubmitError {
     Closed,
 }
 
+/// Evidence of an authority sealing two different blocks for one slot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EquivocationRecord {
+    pub slot: u64,
+    pub proposer: provchain_consensus::PublicKey,
+    /// The block kept.
+    pub first: Hash,
+    /// The conflicting block, refused and not forwarded.
+    pub second: Hash,
+    pub detected_at_ms: u64,
+}
+
 pub enum Command {
+    Equivocations {
+        reply: oneshot::Sender<Vec<EquivocationRecord>>,
+    },
     Submit {
         id: Hash,
         tx: Transaction,
@@ -163,6 +180,12 @@ impl ChainHandle {
         self.ask(|reply| Command::PendingTx { id, reply })
             .await
             .flatten()
+    }
+
+    pub async fn equivocations(&self) -> Vec<EquivocationRecord> {
+        self.ask(|reply| Command::Equivocations { reply })
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn pending_blocks(&self) -> Vec<Block> {
@@ -248,6 +271,7 @@ pub struct Chain {
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
     held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
+    evidence: std::collections::VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
     metrics: Arc<Metrics>,
     p2p: P2pHandle,
@@ -296,6 +320,7 @@ impl Chain {
             orphans: HashMap::new(),
             orphan_count: 0,
             held: BTreeMap::new(),
+            evidence: std::collections::VecDeque::new(),
             last_sealed_slot: 0,
             metrics,
             p2p,
@@ -398,6 +423,9 @@ impl Chain {
                     }
                 };
                 let _ = reply.send(out);
+            }
+            Command::Equivocations { reply } => {
+                let _ = reply.send(self.evidence.iter().cloned().collect());
             }
             Command::PendingTx { id, reply } => {
                 let out = if let Some(block_hash) = self.included.get(&id) {
@@ -765,6 +793,16 @@ impl Chain {
             self.metrics.equivocations.inc();
             warn!(slot = ev.slot, proposer = %ev.proposer, first = %ev.first, second = %ev.second,
                 "equivocation: two blocks by one authority for one slot; keeping the first");
+            if self.evidence.len() >= MAX_EVIDENCE {
+                self.evidence.pop_front();
+            }
+            self.evidence.push_back(EquivocationRecord {
+                slot: ev.slot,
+                proposer: ev.proposer,
+                first: ev.first,
+                second: ev.second,
+                detected_at_ms: self.now_ms(),
+            });
             return Err(ImportError::Equivocation(format!(
                 "authority {} sealed {} and {} for slot {}",
                 ev.proposer, ev.first, ev.second, ev.slot

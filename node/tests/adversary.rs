@@ -159,6 +159,16 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
             .then_some(())
     })
     .await;
+    let (_, evidence) = n1.get("/api/equivocations").await;
+    let record = evidence
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .expect("an equivocation record");
+    assert_eq!(record["slot"], head.header.slot);
+    assert_eq!(record["proposer"], key.public().to_hex());
+    assert_eq!(record["first"], head.hash().to_hex());
+    assert_eq!(record["second"], twin.hash().to_hex());
 
     // The honest chain carries on and agrees everywhere; nothing was forwarded to 2 and 3.
     let target = n1.final_height().await + 3;
