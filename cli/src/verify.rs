@@ -15,14 +15,31 @@ use crate::output;
 pub struct VerifyArgs {
     /// The node's data directory (storage.data_dir); the database is its `db` folder.
     #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// Print the integrity report as JSON.
+    pub data_dir: Option<PathBuf>,
+    /// An inclusion proof (JSON from GET /api/transactions/{id}/proof) to check offline.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "data_dir",
+        required_unless_present = "data_dir"
+    )]
+    pub proof: Option<PathBuf>,
+    /// With --proof: the genesis hash of the network you trust; the proof must be for it.
+    #[arg(long, value_name = "HASH", requires = "proof")]
+    pub genesis_hash: Option<String>,
+    /// Print the report (or the proven claim) as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
-    let db = args.data_dir.join("db");
+    if let Some(path) = &args.proof {
+        return verify_proof(path, args.genesis_hash.as_deref(), args.json);
+    }
+    let Some(data_dir) = &args.data_dir else {
+        bail!("give --data-dir DIR or --proof FILE")
+    };
+    let db = data_dir.join("db");
     if !db.is_dir() {
         bail!(
             "no database at {}; --data-dir must be a node's storage.data_dir (the folder holding `db`)",
@@ -95,4 +112,63 @@ pub fn render(report: &IntegrityReport) -> String {
         if report.ok { "OK" } else { "FAULTY" }
     ));
     out
+}
+
+/// Checks an inclusion proof offline and prints the claim it proves.
+fn verify_proof(
+    path: &std::path::Path,
+    trusted_genesis: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use provchain_consensus::{Hash, InclusionProof};
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?
+    };
+    let proof: InclusionProof = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{} is not an inclusion proof: {e}", path.display()))?;
+    let claim = proof
+        .verify()
+        .map_err(|e| anyhow!("proof is invalid: {e}"))?;
+    if let Some(g) = trusted_genesis {
+        let g = Hash::from_hex(g).map_err(|e| anyhow!("--genesis-hash: {e}"))?;
+        if g != claim.genesis_hash {
+            bail!(
+                "proof is for network {} (genesis {}), not the trusted genesis {g}",
+                claim.network_id,
+                claim.genesis_hash
+            );
+        }
+    }
+    if json {
+        return output::print_json(&claim);
+    }
+    let when = |ms: u64| {
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+            .to_string()
+    };
+    let mut out = String::new();
+    out.push_str("proof is valid\n");
+    out.push_str(&format!("transaction  {}\n", claim.tx_id));
+    out.push_str(&format!(
+        "submitted by {} at {}",
+        claim.submitter,
+        when(claim.submitted_at_ms)
+    ));
+    if let Some(c) = &claim.client {
+        out.push_str(&format!(" (client {c})"));
+    }
+    out.push_str(&format!(
+        "\nsealed by    {} in block {} ({}) at {}\nnetwork      {} (genesis {})\n{} document:\n{}\n",
+        claim.proposer,
+        claim.block_height,
+        claim.block_hash,
+        when(claim.sealed_at_ms),
+        claim.network_id,
+        claim.genesis_hash,
+        claim.format.name(),
+        claim.data.trim_end()
+    ));
+    output::emit(&out)
 }

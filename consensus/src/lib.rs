@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod forktree;
 pub mod genesis;
 pub mod merkle;
+pub mod proof;
 pub mod schedule;
 pub mod tx;
 pub mod validate;
@@ -25,6 +26,7 @@ pub use crypto::{Hash, Keypair, PublicKey, Signature};
 pub use forktree::{Equivocation, Finalized, ForkError, ForkTree, Route, SlotRegistry};
 pub use genesis::{AuthoritySource, Genesis};
 pub use merkle::{ProofStep, merkle_proof, merkle_root, verify_merkle_proof};
+pub use proof::{Claim, InclusionProof, ProofError};
 pub use schedule::{finality_threshold, leader, slot_at, slot_start_ms};
 pub use tx::{RdfFormat, Transaction, TxBody, TxError};
 pub use validate::{

@@ -16,7 +16,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use provchain_consensus::{Block, Genesis, Hash, Keypair, RdfFormat, Transaction, TxBody};
+use provchain_consensus::{
+    Block, Genesis, Hash, InclusionProof, Keypair, RdfFormat, Transaction, TxBody,
+};
 use provchain_p2p::P2pHandle;
 use provchain_storage::{QueryLimits, SparqlError, Store, rdf};
 use serde::{Deserialize, Serialize};
@@ -98,6 +100,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/blocks/{id}", get(one_block))
         .route("/api/transactions", axum::routing::post(submit))
         .route("/api/transactions/{id}", get(transaction))
+        .route("/api/transactions/{id}/proof", get(proof))
         .route("/sparql", get(sparql_get).post(sparql_post))
         .route("/api/integrity/validate", get(integrity))
         .route("/api/equivocations", get(equivocations))
@@ -556,6 +559,47 @@ async fn transaction(
     Ok(Json(tx_json(
         &tx, &hash, status, height, block, triples, full,
     )))
+}
+
+/// An inclusion proof for a final transaction, checkable offline (`provchain verify --proof`).
+async fn proof(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let hash = Hash::from_hex(&id)
+        .map_err(|e| bad_request(format!("`{id}` is not a transaction id: {e}")))?;
+    if let Some((_, loc)) = s.store.transaction(&hash).map_err(internal)? {
+        let block = s
+            .store
+            .block_by_height(loc.height)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                internal(format!(
+                    "block {} of transaction {id} is missing",
+                    loc.height
+                ))
+            })?;
+        let proof =
+            InclusionProof::build(&s.genesis, &block, loc.index as usize).ok_or_else(|| {
+                internal(format!(
+                    "transaction {id} is not at index {} of its block",
+                    loc.index
+                ))
+            })?;
+        return Ok(Json(serde_json::to_value(proof).map_err(internal)?));
+    }
+    match s.chain.pending_tx(hash).await {
+        Some(p) => {
+            let status = if matches!(p, PendingTx::InPool(_)) {
+                "pending"
+            } else {
+                "included"
+            };
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("transaction {id} is {status}, not final: proofs are issued for final transactions only"),
+            )
+            .with("status", json!(status)))
+        }
+        None => Err(not_found(format!("no transaction {id}"))),
+    }
 }
 
 fn tx_json(

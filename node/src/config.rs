@@ -362,6 +362,17 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
     if let Some(v) = &overrides.block_interval {
         fig = fig.merge(Serialized::default("consensus.block_interval", v));
     }
+    finish(fig)
+}
+
+/// Loads a configuration from TOML text over the defaults, with the same extraction and
+/// validation as [`load`] but no environment or flags: for tools, tests and fuzzing.
+pub fn load_from_str(toml: &str) -> Result<Config, ConfigError> {
+    finish(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)))
+}
+
+/// Extracts the layered configuration, applies the dev data-dir default and validates.
+fn finish(fig: Figment) -> Result<Config, ConfigError> {
     let mut config: Config = fig
         .extract()
         .map_err(|e| ConfigError::Load(figment_message(e)))?;
