@@ -85,6 +85,19 @@ impl NodeClient {
         parse_json(&body, path).map(Some)
     }
 
+    /// GET `path` as raw bytes (binary endpoints such as the chain archive).
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = self.execute(self.http.get(self.url(path)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().unwrap_or_default();
+            return Err(anyhow!(error_line(status, &text, self.token.is_some())));
+        }
+        resp.bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| anyhow!("reading the answer of {}: {}", self.base, root_cause(&e)))
+    }
+
     /// POST a raw body with `content_type`, sending the token if there is one.
     pub fn post(
         &self,

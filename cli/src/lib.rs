@@ -8,12 +8,14 @@
 //! * [`node`]: `status`, `peers`, `submit` and `query` against a node's HTTP API,
 //! * [`token`]: `token`, minting HS256 JWTs for nodes that run with `JWT_SECRET`,
 //! * [`verify`]: `verify`, the offline integrity check of a stopped node's database,
+//! * [`archive`]: `export` and `import` of portable chain archives,
 //! * [`testnet`]: `testnet init`, keys and configs for a local N-authority network,
 //! * [`output`]: tables, CSV and duration formatting shared by the above.
 //!
 //! Conventions: data goes to stdout (plain text, or JSON with `--json`), progress and notes to
 //! stderr; every failure is one line on stderr (`provchain: <reason>`) and a non-zero exit.
 
+pub mod archive;
 pub mod client;
 pub mod keys;
 pub mod node;
@@ -60,6 +62,10 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Check the integrity of a stopped node's database, offline.
     Verify(verify::VerifyArgs),
+    /// Write the final chain to a portable archive (and the dataset as N-Quads).
+    Export(archive::ExportArgs),
+    /// Rebuild an empty data directory from an archive, validating every block.
+    Import(archive::ImportArgs),
     /// Local testnet helpers.
     Testnet {
         #[command(subcommand)]
@@ -120,6 +126,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(a) => node::query(&a),
         Command::Token(a) => token::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Export(a) => archive::export(&a),
+        Command::Import(a) => archive::import(&a),
         Command::Testnet {
             command: TestnetCommand::Init(a),
         } => testnet::init(&a),

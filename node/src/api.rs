@@ -96,6 +96,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
         .route("/api/blockchain/dump", get(dump))
+        .route("/api/blockchain/archive", get(archive_entries))
         .route("/api/blocks", get(recent_blocks))
         .route("/api/blocks/{id}", get(one_block))
         .route("/api/transactions", axum::routing::post(submit))
@@ -301,6 +302,29 @@ async fn dump(State(s): State<AppState>, Query(q): Query<RangeQuery>) -> ApiResu
     Ok(Json(Value::Array(
         blocks.iter().map(|b| block_json(b, true, full)).collect(),
     )))
+}
+
+/// Most blocks one archive page carries.
+const ARCHIVE_PAGE_MAX: usize = 1_000;
+
+/// Final blocks in the archive entry format (`u32` length + canonical encoding each), for
+/// `provchain export --node`. Page with `from` and `limit`.
+async fn archive_entries(
+    State(s): State<AppState>,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Response> {
+    let from = q.from.unwrap_or(1).max(1);
+    let limit = q.limit.unwrap_or(ARCHIVE_PAGE_MAX).min(ARCHIVE_PAGE_MAX);
+    let store = s.store.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        store
+            .blocks_range(from, limit)
+            .map(|b| crate::archive::encode_entries(&b))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 async fn recent_blocks(
