@@ -74,7 +74,8 @@ fn a_proof_round_trips_through_the_api_and_the_cli() {
     assert!(err.contains("not the trusted genesis"), "{err}");
 
     // Tampering with any part is caught, with the reason.
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Tamper = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Tamper)> = vec![
         (
             "transaction",
             Box::new(|p| {
