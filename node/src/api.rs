@@ -726,7 +726,16 @@ async fn equivocations(State(s): State<AppState>) -> Json<Value> {
 
 async fn integrity(State(s): State<AppState>) -> ApiResult<Json<Value>> {
     let store = s.store.clone();
-    let report = tokio::task::spawn_blocking(move || store.validate_integrity(&mut |_, _| {}))
+    // Long chains: log progress every 5% so operators can follow a validation in the logs.
+    let report = tokio::task::spawn_blocking(move || {
+        let mut last = 0;
+        store.validate_integrity(&mut |done, total| {
+            if total >= 1_000 && done * 20 / total.max(1) > last {
+                last = done * 20 / total.max(1);
+                tracing::info!(done, total, "integrity validation progress");
+            }
+        })
+    })
         .await
         .map_err(internal)?
         .map_err(internal)?;
