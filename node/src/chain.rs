@@ -135,9 +135,7 @@ pub enum Command {
         from: PeerId,
         reply: oneshot::Sender<SyncOutcome>,
     },
-    PeerStatus {
-        status: ChainStatus,
-    },
+    PeerStatus { peer: PeerId, status: ChainStatus },
 }
 
 /// Result of importing a batch fetched by sync.
@@ -207,8 +205,8 @@ impl ChainHandle {
         })
     }
 
-    pub async fn peer_status(&self, status: ChainStatus) {
-        let _ = self.tx.send(Command::PeerStatus { status }).await;
+    pub async fn peer_status(&self, peer: PeerId, status: ChainStatus) {
+        let _ = self.tx.send(Command::PeerStatus { peer, status }).await;
     }
 }
 
@@ -273,11 +271,13 @@ pub struct Chain {
     held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
     evidence: std::collections::VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
+    /// Set while a sync batch imports: finality runs once at the end of the batch.
+    defer_finality: bool,
     metrics: Arc<Metrics>,
     p2p: P2pHandle,
     snapshot: watch::Sender<Snapshot>,
-    peers: HashSet<PeerId>,
-    peer_best_height: u64,
+    /// Connected peers and the best height each last reported (status or gossip).
+    peers: HashMap<PeerId, u64>,
     sync_wakeup: mpsc::Sender<PeerId>,
 }
 
@@ -322,11 +322,11 @@ impl Chain {
             held: BTreeMap::new(),
             evidence: std::collections::VecDeque::new(),
             last_sealed_slot: 0,
+            defer_finality: false,
             metrics,
             p2p,
             snapshot: snap_tx,
-            peers: HashSet::new(),
-            peer_best_height: 0,
+            peers: HashMap::new(),
             sync_wakeup,
         };
         for hash in chain.tree.best_chain() {
@@ -396,7 +396,7 @@ impl Chain {
             final_hash,
             pool_size: self.pool.len(),
             peers: self.peers.len(),
-            peer_best_height: self.peer_best_height,
+            peer_best_height: self.peers.values().copied().max().unwrap_or(0),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
@@ -452,12 +452,11 @@ impl Chain {
                 out.reverse();
                 let _ = reply.send(out);
             }
-            Command::ImportSynced {
-                blocks,
-                from,
-                reply,
-            } => {
+            Command::ImportSynced { blocks, from, reply } => {
                 let mut outcome = SyncOutcome::default();
+                // Finality runs once per batch, so a catching-up node commits many blocks in one
+                // storage step instead of flushing after each.
+                self.defer_finality = true;
                 for block in blocks {
                     match self.import(block, Origin::Sync, Some(from)) {
                         Ok(()) => outcome.imported += 1,
@@ -470,13 +469,18 @@ impl Chain {
                         }
                     }
                 }
-                self.metrics
-                    .sync_blocks_fetched
-                    .inc_by(outcome.imported as u64);
+                self.defer_finality = false;
+                if let Err(e) = self.finalize() {
+                    warn!(error = %e, "committing synced blocks failed");
+                    outcome.failed = true;
+                }
+                self.metrics.sync_blocks_fetched.inc_by(outcome.imported as u64);
                 let _ = reply.send(outcome);
             }
-            Command::PeerStatus { status } => {
-                self.peer_best_height = self.peer_best_height.max(status.best_height);
+            Command::PeerStatus { peer, status } => {
+                if let Some(h) = self.peers.get_mut(&peer) {
+                    *h = status.best_height;
+                }
             }
         }
     }
@@ -511,7 +515,7 @@ impl Chain {
         match ev {
             P2pEvent::PeerConnected { peer, is_authority } => {
                 debug!(%peer, is_authority, "peer connected");
-                self.peers.insert(peer);
+                self.peers.entry(peer).or_insert(0);
                 let _ = self.sync_wakeup.try_send(peer);
             }
             P2pEvent::PeerDisconnected { peer } => {
@@ -530,7 +534,9 @@ impl Chain {
                 message_id,
                 block,
             } => {
-                self.peer_best_height = self.peer_best_height.max(block.header.height);
+                if let Some(h) = self.peers.get_mut(&from) {
+                    *h = (*h).max(block.header.height);
+                }
                 let verdict = match self.import(block, Origin::Gossip, Some(from)) {
                     Ok(()) => Verdict::Accept,
                     Err(e) => {
@@ -937,6 +943,9 @@ impl Chain {
 
     /// Applies the finality rule and commits newly final blocks.
     fn finalize(&mut self) -> Result<(), ImportError> {
+        if self.defer_finality {
+            return Ok(());
+        }
         let genesis = &self.cfg.genesis;
         let finalized = self
             .tree

@@ -55,7 +55,7 @@ async fn sync_with(chain: &ChainHandle, p2p: &P2pHandle, peer: PeerId) {
         Ok(Err(e)) => return debug!(%peer, error = %e, "status request failed"),
         Err(_) => return debug!(%peer, "status request timed out"),
     };
-    chain.peer_status(status).await;
+    chain.peer_status(peer, status).await;
     let snap = chain.snapshot();
     let ahead = status.best_height > snap.best_height
         || (status.best_height == snap.best_height && status.best_hash < snap.best_hash);
