@@ -106,6 +106,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/integrity/validate", get(integrity))
         .route("/api/equivocations", get(equivocations))
         .route("/metrics", get(metrics_text))
+        // The web explorer (issue 9): its page and assets, and the proof check it uses.
+        .route("/api/proofs/verify", axum::routing::post(verify_proof))
+        .merge(crate::explorer::routes())
         .route_layer(middleware::from_fn_with_state(metrics, track))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -736,8 +739,20 @@ async fn integrity(State(s): State<AppState>) -> ApiResult<Json<Value>> {
             }
         })
     })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
     Ok(Json(serde_json::to_value(report).map_err(internal)?))
+}
+
+/// Checks an inclusion proof (the JSON of `GET /api/transactions/{id}/proof`) with
+/// [`InclusionProof::verify`]: 200 with the claim it establishes, or 422 with the reason it fails.
+/// For the explorer; `provchain verify --proof` does the same offline.
+async fn verify_proof(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Value>> {
+    let body = body.map_err(body_error)?;
+    let unprocessable = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let proof: InclusionProof = serde_json::from_slice(&body)
+        .map_err(|e| unprocessable(format!("not an inclusion proof: {e}")))?;
+    let claim = proof.verify().map_err(|e| unprocessable(e.to_string()))?;
+    Ok(Json(serde_json::to_value(claim).map_err(internal)?))
 }

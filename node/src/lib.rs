@@ -18,6 +18,7 @@ pub mod archive;
 pub mod auth;
 pub mod chain;
 pub mod config;
+pub mod explorer;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
