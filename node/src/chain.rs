@@ -135,7 +135,10 @@ pub enum Command {
         from: PeerId,
         reply: oneshot::Sender<SyncOutcome>,
     },
-    PeerStatus { peer: PeerId, status: ChainStatus },
+    PeerStatus {
+        peer: PeerId,
+        status: ChainStatus,
+    },
 }
 
 /// Result of importing a batch fetched by sync.
@@ -452,7 +455,11 @@ impl Chain {
                 out.reverse();
                 let _ = reply.send(out);
             }
-            Command::ImportSynced { blocks, from, reply } => {
+            Command::ImportSynced {
+                blocks,
+                from,
+                reply,
+            } => {
                 let mut outcome = SyncOutcome::default();
                 // Finality runs once per batch, so a catching-up node commits many blocks in one
                 // storage step instead of flushing after each.
@@ -474,7 +481,9 @@ impl Chain {
                     warn!(error = %e, "committing synced blocks failed");
                     outcome.failed = true;
                 }
-                self.metrics.sync_blocks_fetched.inc_by(outcome.imported as u64);
+                self.metrics
+                    .sync_blocks_fetched
+                    .inc_by(outcome.imported as u64);
                 let _ = reply.send(outcome);
             }
             Command::PeerStatus { peer, status } => {
