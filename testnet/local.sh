@@ -17,7 +17,11 @@ data="$root/data/testnet"
 bin() {
   if [ -n "${PROVCHAIN_BIN:-}" ]; then echo "$PROVCHAIN_BIN"; return; fi
   cargo build --release --quiet --bin provchaind >&2
-  echo "$root/target/release/provchaind"
+  # Honour CARGO_TARGET_DIR / .cargo/config: ask cargo where the target directory is.
+  local target
+  target="$(cargo metadata --format-version 1 --no-deps --offline 2>/dev/null \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+  echo "${target:-$root/target}/release/provchaind"
 }
 
 start() {
@@ -27,7 +31,7 @@ start() {
     if [ -f "$data/node$i.pid" ] && kill -0 "$(cat "$data/node$i.pid")" 2>/dev/null; then
       echo "node$i already running (pid $(cat "$data/node$i.pid"))"; continue
     fi
-    "$b" --config "configs/testnet/node$i.toml" >>"$data/node$i.log" 2>&1 &
+    NO_COLOR=1 "$b" --config "configs/testnet/node$i.toml" >>"$data/node$i.log" 2>&1 &
     echo $! >"$data/node$i.pid"
     echo "node$i started (pid $!, API http://127.0.0.1:$((8079 + i)), log $data/node$i.log)"
   done
@@ -46,7 +50,12 @@ status() {
   for i in 1 2 3; do
     local port=$((8079 + i))
     if s=$(curl -fsS "http://127.0.0.1:$port/api/status" 2>/dev/null); then
-      echo "node$i $(echo "$s" | sed -E 's/.*"height":([0-9]+).*"finalized_height":([0-9]+).*"peers":([0-9]+).*/height=\1 final=\2 peers=\3/')"
+      # Fields one by one: the JSON's key order is not part of the API.
+      local h f p
+      h=$(echo "$s" | sed -nE 's/.*"height":([0-9]+).*/\1/p')
+      f=$(echo "$s" | sed -nE 's/.*"finalized_height":([0-9]+).*/\1/p')
+      p=$(echo "$s" | sed -nE 's/.*"peers":([0-9]+).*/\1/p')
+      echo "node$i height=$h final=$f peers=$p"
     else
       echo "node$i down"
     fi
