@@ -51,9 +51,11 @@ pub const TESTNET_NETWORK_ID: &str = "provchain-testnet";
 pub fn init_logging(cfg: &LoggingConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let _ = match cfg.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -81,15 +83,20 @@ impl RunningNode {
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut failure = None;
         tokio::select! {
+            biased;
             _ = self.shutdown.cancelled() => {}
             Some(res) = self.tasks.join_next() => {
                 let what = match res {
+                    // Tasks end on their own once shutdown was requested; that is no failure.
+                    Ok(_) if self.shutdown.is_cancelled() => String::new(),
                     Ok(name) => format!("task `{name}` stopped unexpectedly"),
                     Err(e) if e.is_panic() => format!("a task panicked: {e}"),
                     Err(e) => format!("a task failed: {e}"),
                 };
-                error!("{what}; shutting down");
-                failure = Some(what);
+                if !what.is_empty() {
+                    error!("{what}; shutting down");
+                    failure = Some(what);
+                }
             }
         }
         self.shutdown.cancel();

@@ -39,6 +39,37 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+/// Reasons a block is rejected: `BlockError::reason()` plus the chain task's own.
+const BLOCK_REJECT_REASONS: &[&str] = &[
+    "version",
+    "unknown_parent",
+    "height",
+    "slot_order",
+    "timestamp",
+    "wrong_leader",
+    "bad_signature",
+    "early",
+    "future_slot",
+    "too_large",
+    "too_many_txs",
+    "tx_root",
+    "duplicate_tx",
+    "invalid_tx",
+    "orphan",
+    "stale",
+    "invalid_rdf",
+    "replayed_tx",
+    "storage",
+];
+/// Reasons a submitted or gossiped transaction is refused.
+const TX_REJECT_REASONS: &[&str] = &[
+    "bad_request",
+    "empty",
+    "too_large",
+    "invalid_rdf",
+    "invalid_envelope",
+];
+
 pub struct Metrics {
     registry: Registry,
     pub chain_height: Gauge,
@@ -235,6 +266,18 @@ impl Metrics {
             "Blocks fetched from peers by sync",
             m.sync_blocks_fetched.clone(),
         );
+        // Known label values start at 0, so dashboards and rate() alerts see the series before the
+        // first event.
+        for reason in BLOCK_REJECT_REASONS {
+            let _ = m.blocks_rejected.get_or_create(&ReasonLabel {
+                reason: (*reason).into(),
+            });
+        }
+        for reason in TX_REJECT_REASONS {
+            let _ = m.transactions_rejected.get_or_create(&ReasonLabel {
+                reason: (*reason).into(),
+            });
+        }
         Self { registry: r, ..m }
     }
 

@@ -101,6 +101,11 @@ pub const MAX_REDIAL_BACKOFF: Duration = Duration::from_secs(30);
 /// Consecutive ping failures after which a connection is considered dead and closed (idle
 /// connections are otherwise kept for [`P2pConfig::idle_timeout`]).
 pub const MAX_PING_FAILURES: u32 = 3;
+/// How often connected peers are pinged. Short enough that a partitioned peer is dropped from
+/// the peer list (and redialed) within ~20 s instead of a minute.
+pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one ping may take before it counts as failed.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Gossip message format version (first byte of every gossip payload).
 pub const GOSSIP_VERSION: u8 = 1;
 

@@ -28,8 +28,8 @@ use crate::{
     COMMAND_CHANNEL_CAPACITY, ChainStatus, Direction, EVENT_CHANNEL_CAPACITY, HANDSHAKE_TIMEOUT,
     INITIAL_REDIAL_BACKOFF, MAX_EVENT_OUTBOX, MAX_PENDING_INBOUND_REQUESTS, MAX_PING_FAILURES,
     MAX_REDIAL_BACKOFF, MAX_SYNC_BLOCKS, MessageId, Multiaddr, NODE_ANSWER_TIMEOUT, NetworkStats,
-    P2pConfig, P2pError, P2pEvent, PeerId, PeerInfo, RESPONSE_SLACK_BYTES, Verdict, network_prefix,
-    parse_peer_addr,
+    P2pConfig, P2pError, P2pEvent, PING_INTERVAL, PING_TIMEOUT, PeerId, PeerInfo,
+    RESPONSE_SLACK_BYTES, Verdict, network_prefix, parse_peer_addr,
 };
 
 /// Room on top of `max_message_bytes` for gossipsub's protobuf envelope (author key, signature,
@@ -181,7 +181,11 @@ fn build_behaviour(
             .with_agent_version(format!("provchaind/{}", env!("CARGO_PKG_VERSION")))
             .with_push_listen_addr_updates(true),
     );
-    let ping = ping::Behaviour::new(ping::Config::new());
+    let ping = ping::Behaviour::new(
+        ping::Config::new()
+            .with_interval(PING_INTERVAL)
+            .with_timeout(PING_TIMEOUT),
+    );
     let sync = request_response::Behaviour::with_codec(
         SyncCodec {
             max_response_bytes: cfg.max_message_bytes + RESPONSE_SLACK_BYTES,
