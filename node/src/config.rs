@@ -234,7 +234,7 @@ pub struct Interval(pub Duration);
 
 impl Interval {
     pub fn as_millis(&self) -> u64 {
-        self.0.as_millis() as u64
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -259,14 +259,11 @@ impl<'de> Deserialize<'de> for Interval {
             Float(f64),
             Str(String),
         }
+        // `try_from`: `Duration::from_secs_f64` panics on values beyond `Duration::MAX`.
         let secs = |v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Interval(Duration::from_secs_f64(v)))
-            } else {
-                Err(serde::de::Error::custom(
-                    "block_interval must be a non-negative number of seconds",
-                ))
-            }
+            Duration::try_from_secs_f64(v).map(Interval).map_err(|_| {
+                serde::de::Error::custom("block_interval must be a non-negative number of seconds")
+            })
         };
         match Raw::deserialize(d)? {
             Raw::Int(v) => Ok(Interval(Duration::from_secs(v))),
@@ -303,6 +300,10 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("PROVCHAIN_NODE_ID", "node_id"),
     ("JWT_SECRET", "web.jwt_secret"),
 ];
+
+/// Longest block interval accepted. Finality needs blocks from a majority of the authorities,
+/// so longer slots would leave transactions pending for hours.
+const MAX_BLOCK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Builds the effective configuration from all layers and validates it.
 pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -414,6 +415,12 @@ impl Config {
             return Err(invalid(
                 "consensus.block_interval",
                 "must be greater than zero (e.g. 1 for one second, or \"500ms\")",
+            ));
+        }
+        if self.consensus.block_interval.0 > MAX_BLOCK_INTERVAL {
+            return Err(invalid(
+                "consensus.block_interval",
+                "must be at most one hour (3600); finality needs several blocks",
             ));
         }
         if self.consensus.max_block_size < 64 * 1024 {

@@ -68,6 +68,7 @@ const TX_REJECT_REASONS: &[&str] = &[
     "too_large",
     "invalid_rdf",
     "invalid_envelope",
+    "too_many_statements",
 ];
 
 pub struct Metrics {
