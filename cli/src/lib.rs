@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) only parses [`Cli`] and calls [`run`]. Each subcommand lives in its
 //! own module:
 //!
+//! * [`bench`]: `bench`, the load generator (throughput, finality latency, node CPU/RSS),
 //! * [`keys`]: `keygen` and `key inspect` (node key files, PeerIds),
 //! * [`client`]: the blocking HTTP client every online command uses, with one-line errors,
 //! * [`node`]: `status`, `peers`, `submit` and `query` against a node's HTTP API,
@@ -16,6 +17,7 @@
 //! stderr; every failure is one line on stderr (`provchain: <reason>`) and a non-zero exit.
 
 pub mod archive;
+pub mod bench;
 pub mod client;
 pub mod keys;
 pub mod node;
@@ -66,6 +68,9 @@ pub enum Command {
     Export(archive::ExportArgs),
     /// Rebuild an empty data directory from an archive, validating every block.
     Import(archive::ImportArgs),
+    /// Load-test nodes: submit provenance transactions at a rate, measure final throughput,
+    /// submit-to-final latency and each local node's CPU and memory.
+    Bench(bench::BenchArgs),
     /// Local testnet helpers.
     Testnet {
         #[command(subcommand)]
@@ -126,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(a) => node::query(&a),
         Command::Token(a) => token::run(&a),
         Command::Verify(a) => verify::run(&a),
+        Command::Bench(a) => bench::run(&a),
         Command::Export(a) => archive::export(&a),
         Command::Import(a) => archive::import(&a),
         Command::Testnet {

@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use provchain_node::config::{self, Overrides};
 
+/// jemalloc instead of glibc malloc: under load glibc's per-thread arenas kept 2-3x the live
+/// heap and never gave it back (a dev node at 1,000 tx/s: 490 MiB and staying, against
+/// ~190 MiB falling back once idle with jemalloc; both ~20 MiB idle). docs/PERFORMANCE.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// ProvChain node: a permissioned proof-of-authority chain recording provenance as RDF.
 #[derive(Parser, Debug)]
 #[command(name = "provchaind", version, about)]

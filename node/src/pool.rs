@@ -79,11 +79,18 @@ impl Pool {
     pub fn select(&self, max_count: usize, max_bytes: usize) -> Vec<Transaction> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        // `order` can hold an id twice: removed lazily, then reinserted from a retracted
+        // block. Selecting it twice made an invalid block ("transaction appears twice")
+        // that every peer rejected, under load with reorgs.
+        let mut taken = std::collections::HashSet::new();
         for id in &self.order {
             if out.len() >= max_count {
                 break;
             }
             let Some(tx) = self.txs.get(id) else { continue };
+            if !taken.insert(*id) {
+                continue;
+            }
             let size = tx.encoded_len() + 4;
             if bytes + size > max_bytes {
                 break;
@@ -92,5 +99,35 @@ impl Pool {
             out.push(tx.clone());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use provchain_consensus::{Keypair, RdfFormat, TxBody};
+
+    use super::*;
+
+    #[test]
+    fn a_reinserted_transaction_is_selected_once() {
+        let key = Keypair::from_secret([3; 32]);
+        let tx = Transaction::sign(
+            TxBody {
+                format: RdfFormat::NTriples,
+                data: "<http://a> <http://b> <http://c> .".into(),
+                submitter: key.public(),
+                client: None,
+                timestamp_ms: 1,
+            },
+            &key,
+            &Hash::default(),
+        );
+        let id = tx.id();
+        let mut pool = Pool::new(10);
+        pool.insert(id, tx.clone()).expect("insert");
+        // Included in a block (removed), then the block is retracted (reinserted).
+        pool.remove(&id);
+        pool.reinsert(id, tx);
+        assert_eq!(pool.select(10, usize::MAX).len(), 1);
     }
 }

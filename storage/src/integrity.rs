@@ -3,10 +3,15 @@
 use provchain_consensus::{Block, Decode, Hash, merkle_root};
 use serde::Serialize;
 
-use crate::dataset::{INDEX_NAMES, quad_key};
+use std::sync::Arc;
+
+use crate::dataset::INDEX_NAMES;
 use crate::error::StorageError;
-use crate::store::{Store, TxLocation, tx_quads};
-use crate::term::{dictionary_key, encode_term, iri};
+use crate::segment::{
+    QUAD_SECTIONS, QuadKey, Rec, SECTION_TERMS, SECTION_TXS, Segment, TermRec, TxRec,
+};
+use crate::store::{Store, TxLocation, Uncached, tx_quads};
+use crate::term::iri;
 use crate::vocab;
 
 /// The first problem found, and where.
@@ -34,7 +39,7 @@ pub struct IntegrityReport {
     pub checks: Vec<IntegrityCheck>,
 }
 
-const CHECKS: [&str; 8] = [
+const CHECKS: [&str; 9] = [
     "block_encoding",
     "chain_links",
     "block_seals",
@@ -43,6 +48,7 @@ const CHECKS: [&str; 8] = [
     "tx_index",
     "tx_triples",
     "quad_indexes",
+    "term_dictionary",
 ];
 
 struct Tally {
@@ -74,7 +80,9 @@ impl Store {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<IntegrityReport, StorageError> {
         let i = &self.inner;
-        let head = self.final_head()?;
+        // One view throughout: blocks committed while this runs are not looked at.
+        let live = i.live();
+        let head = live.head.clone();
         let total = head.height + 1;
         let mut t = Tally {
             failures: [0; CHECKS.len()],
@@ -84,9 +92,10 @@ impl Store {
         let mut checked_transactions = 0;
         let mut prev_hash = i.genesis_hash;
         let mut height = 0u64;
-        for kv in i.blocks.iter() {
+        let last = (head.height + 1).to_be_bytes();
+        for kv in crate::store::reassembled(i.blocks.range(..last), 8) {
             let (k, v) = kv?;
-            let key_height = crate::dataset::u64_value(&k).unwrap_or(u64::MAX);
+            let key_height = crate::store::u64_value(&k).unwrap_or(u64::MAX);
             if key_height != height {
                 t.fail(
                     1,
@@ -181,7 +190,7 @@ impl Store {
                     Ok(None) => t.fail(5, height, format!("transaction {id} is not indexed")),
                     Err(e) => t.fail(5, height, format!("transaction {id}: {e}")),
                 }
-                if let Some(reason) = self.check_tx_quads(id, &quads)? {
+                if let Some(reason) = self.check_tx_quads(&live, id, &quads)? {
                     t.fail(6, height, reason);
                 }
             }
@@ -199,22 +208,23 @@ impl Store {
                 ),
             );
         }
-        // Index agreement: each index holds the same number of quads, equal to the counter.
-        let mut counts = Vec::with_capacity(6);
-        for tree in &i.idx {
-            counts.push(tree.len() as u64);
-        }
-        if counts.iter().any(|&c| c != self.triple_count()) {
-            t.fail(
+        // Index agreement: every segment's six index orders decode, are sorted and hold the
+        // same number of quads; together they hold the stored count.
+        match self.check_segments(&live) {
+            Ok(total) if total == live.triples => {}
+            Ok(total) => t.fail(
                 7,
                 head.height,
                 format!(
-                    "quad index sizes {:?} ({}) differ from the stored count {}",
-                    counts,
+                    "segments hold {total} quads in each of {}, the stored count is {}",
                     INDEX_NAMES.join(" "),
-                    self.triple_count()
+                    live.triples
                 ),
-            );
+            ),
+            Err(reason) => t.fail(7, head.height, reason),
+        }
+        if let Err(reason) = self.check_terms(live.next_term_id) {
+            t.fail(8, head.height, reason);
         }
         let checks = CHECKS
             .iter()
@@ -241,16 +251,23 @@ impl Store {
     /// its default-graph statements.
     fn check_tx_quads(
         &self,
+        live: &[Arc<Segment>],
         id: &Hash,
         quads: &[crate::rdf::OwnedQuad],
     ) -> Result<Option<String>, StorageError> {
-        let dict = &self.inner.dict;
-        let txg_term = iri(vocab::tx_iri(id));
-        let txg = lookup(dict, &txg_term)?;
+        let i = &self.inner;
+        let txg = i.term_id(live, &iri(vocab::tx_iri(id)))?;
         let default_count = quads.iter().filter(|q| q.1.is_none()).count() as u64;
         let stored = match txg {
             None => 0,
-            Some(g) => self.inner.idx[3].scan_prefix(g.to_be_bytes()).count() as u64,
+            Some(g) => {
+                let mut n = 0u64;
+                for q in i.scan(live, 3, [g, 0, 0, 0], [g, u64::MAX, u64::MAX, u64::MAX])? {
+                    q?;
+                    n += 1;
+                }
+                n
+            }
         };
         if stored != default_count {
             return Ok(Some(format!(
@@ -259,18 +276,16 @@ impl Store {
         }
         for ([s, p, o], g) in quads {
             let ids = [
-                lookup(dict, s)?,
-                lookup(dict, p)?,
-                lookup(dict, o)?,
+                i.term_id(live, s)?,
+                i.term_id(live, p)?,
+                i.term_id(live, o)?,
                 match g {
                     None => txg,
-                    Some(g) => lookup(dict, g)?,
+                    Some(g) => i.term_id(live, g)?,
                 },
             ];
             let present = match ids {
-                [Some(s), Some(p), Some(o), Some(g)] => {
-                    self.inner.idx[0].contains_key(quad_key(0, &[s, p, o, g]))?
-                }
+                [Some(s), Some(p), Some(o), Some(g)] => i.contains_quad(live, &[s, p, o, g])?,
                 _ => false,
             };
             if !present {
@@ -281,14 +296,95 @@ impl Store {
         }
         Ok(None)
     }
+
+    /// The id → term chunks cover ids 1.. without gaps and every entry decodes.
+    fn check_terms(&self, next: u64) -> Result<(), String> {
+        let i = &self.inner;
+        let mut expected = 1u64;
+        for kv in i.terms.range(..next.to_be_bytes()) {
+            let (k, chunk) = kv.map_err(|e| format!("term dictionary: {e}"))?;
+            let first = crate::store::u64_value(&k);
+            if first != Some(expected) {
+                return Err(format!(
+                    "term chunk starts at {first:?}, expected id {expected}"
+                ));
+            }
+            let n = crate::dict::chunk_len(&chunk)
+                .ok_or_else(|| format!("term chunk {expected} is malformed"))?;
+            for e in 0..n {
+                let enc = crate::dict::chunk_entry(&chunk, e)
+                    .ok_or_else(|| format!("term {} is malformed", expected + e as u64))?;
+                crate::term::decode_term(enc)
+                    .map_err(|d| format!("term {}: {d}", expected + e as u64))?;
+            }
+            expected += n as u64;
+        }
+        if expected != next {
+            return Err(format!(
+                "term chunks end before id {expected}, the next id is {next}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes every page of every live segment; returns the quads per index order, or the
+    /// first inconsistency.
+    fn check_segments(&self, live: &[Arc<Segment>]) -> Result<u64, String> {
+        let src = Uncached(&self.inner);
+        let mut total = 0u64;
+        for seg in live {
+            for (k, name) in INDEX_NAMES.iter().enumerate().take(QUAD_SECTIONS) {
+                let n = check_section::<QuadKey>(&src, seg, k as u8)?;
+                if n != seg.quad_count() {
+                    return Err(format!(
+                        "segment {} index {} holds {n} quads, its header says {}",
+                        seg.id,
+                        name,
+                        seg.quad_count()
+                    ));
+                }
+            }
+            check_section::<TermRec>(&src, seg, SECTION_TERMS)?;
+            check_section::<TxRec>(&src, seg, SECTION_TXS)?;
+            total += seg.quad_count();
+        }
+        Ok(total)
+    }
 }
 
-fn lookup(
-    dict: &crate::dataset::Dict,
-    t: &crate::term::OwnedTerm,
-) -> Result<Option<u64>, StorageError> {
-    match encode_term(t) {
-        None => Ok(None),
-        Some(enc) => Ok(dict.lookup_key(&dictionary_key(&enc))?),
+/// Reads one section of a segment in full: pages decode, records ascend strictly and match
+/// the directory. Returns the record count.
+fn check_section<R: Rec>(src: &Uncached<'_>, seg: &Segment, section: u8) -> Result<u64, String> {
+    use crate::segment::PageSource;
+    let dir = R::dir(seg, section);
+    let mut prev: Option<R> = None;
+    let mut n = 0u64;
+    for (page, first) in dir.firsts.iter().enumerate() {
+        let recs = src
+            .page::<R>(seg, section, page)
+            .map_err(|e| format!("segment {} section {section}: {e}", seg.id))?;
+        if recs.first() != Some(first) {
+            return Err(format!(
+                "segment {} section {section} page {page} does not start where its directory says",
+                seg.id
+            ));
+        }
+        for r in recs.iter() {
+            if prev.is_some_and(|p| p >= *r) {
+                return Err(format!(
+                    "segment {} section {section} page {page} is out of order",
+                    seg.id
+                ));
+            }
+            prev = Some(*r);
+            n += 1;
+        }
     }
+    if n != dir.total || prev != dir.last {
+        return Err(format!(
+            "segment {} section {section} holds {n} records, its header says {}",
+            seg.id, dir.total
+        ));
+    }
+    Ok(n)
 }

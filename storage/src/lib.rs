@@ -12,30 +12,42 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `blocks` | height `u64` BE | block, consensus codec |
+//! | `blocks` | height `u64` BE (‖ piece `u32` BE) | block, consensus codec, in pieces |
 //! | `block_index` | block hash | height `u64` BE |
-//! | `tx_index` | tx id | height `u64` BE, index `u32` BE, triple count `u64` BE |
-//! | `pending` | block hash | block, consensus codec |
-//! | `meta` | name | schema version, genesis (+ hash), final head height and hash, next term id, counters |
-//! | `terms` | term id `u64` BE | term in the compact binary encoding ([`term`]) |
-//! | `term_ids` | encoding (or `0xFF` + blake3 of it when longer than 64 bytes) | term id |
-//! | `quads_spog` … `quads_gosp` | four term ids, 32 bytes, in the index's order | empty |
+//! | `pending` | block hash (‖ piece `u32` BE) | block, consensus codec, in pieces |
+//! | `meta` | name | schema version, genesis (+ hash), final head height and hash, counters, next term and segment ids, the segment manifest |
+//! | `terms` | first term id of a chunk, `u64` BE | the encodings ([`term`]) of consecutive term ids ([`dict`]) |
+//! | `segments` | segment id ‖ section ‖ page | a page of sorted records, or a segment header ([`segment`]) |
 //!
-//! The six quad indexes (`spog posg ospg gspo gpos gosp`) make every pattern of bound
-//! subject/predicate/object/graph a single prefix range ([`dataset`]). Term ids come from a
-//! counter (one writer); hot lookups go through bounded in-memory caches.
+//! The dataset — six quad index orders (`spog posg ospg gspo gpos gosp`), the term → id
+//! dictionary and the transaction index — lives in immutable **segments**: every commit
+//! writes one as a few dozen sorted, delta-encoded pages, and [`Store::merge_segments`]
+//! (which the node runs on a blocking thread after each commit) merges small ones so that
+//! at most ~16 are live. sled costs ~10 µs of CPU per key whatever its size, so this writes
+//! a few dozen keys per block where one key per quad and index wrote ~13,000 (see
+//! `docs/PERFORMANCE.md`). Every pattern of bound subject/predicate/object/graph is a prefix
+//! range of one index order in each segment ([`dataset`]). Term ids come from a counter (one
+//! writer); segment headers (page directories, Bloom filters over term hashes and
+//! transaction ids) stay in memory, and hot lookups go through bounded caches.
+//!
+//! sled 0.34 keeps values larger than a few KB in memory for good, whatever its cache
+//! capacity; blocks, pending blocks, term chunks and pages are therefore stored as pieces of
+//! at most [`store::MAX_VALUE`] bytes (a block that fits in one piece is stored under its
+//! height exactly as before).
 //!
 //! # Atomicity and durability
 //!
 //! [`Store::commit_final`] first validates and plans everything (linkage to the final head,
-//! duplicate transactions, parsing every document), writing nothing on error. It then
-//! applies the writes for whole blocks in one sled transaction over all trees touched —
-//! blocks, indexes, dictionary, quads, the removal of the blocks from `pending`, and the new
-//! final head and counters in `meta` — so a crash leaves either all of a block or none of it.
-//! Very large calls are split at block boundaries ([`store::MAX_WRITES_PER_TRANSACTION`]);
-//! each step leaves a consistent head. The call flushes before returning, so a block reported
-//! final survives `kill -9`. [`Store::open`] never replays the chain: it checks the schema
-//! version, the genesis hash, and that the recorded head block exists, decodes and matches.
+//! duplicate transactions, parsing and interning every document), writing nothing on error.
+//! It then writes each step's segment and new terms, flushes, and commits the blocks, their
+//! removal from `pending`, the final head, the counters and the new segment manifest in one
+//! sled transaction, and flushes again ([`store`] has the protocol). A crash leaves either
+//! all of a block or none of it; what an interrupted commit wrote before its commit point is
+//! unreferenced and [`Store::open`] deletes it. Very large calls are split at block
+//! boundaries ([`store::MAX_QUADS_PER_STEP`]); each step leaves a consistent head. The call
+//! returns after the flush, so a block reported final survives `kill -9`. [`Store::open`]
+//! never replays the chain: it checks the schema version, the genesis hash, that the
+//! recorded head block exists, decodes and matches, and loads the live segment headers.
 //!
 //! # RDF data model
 //!
@@ -75,9 +87,11 @@
 //! `GRAPH <urn:provchain:chain>`.
 
 pub mod dataset;
+mod dict;
 pub mod error;
 mod integrity;
 pub mod rdf;
+mod segment;
 pub mod sparql;
 pub mod store;
 pub mod term;
@@ -88,5 +102,5 @@ pub use error::{DatasetError, SparqlError, StorageError};
 pub use integrity::{IntegrityCheck, IntegrityError, IntegrityReport};
 pub use rdf::{OwnedQuad, RdfError};
 pub use sparql::{QueryLimits, SparqlOutput};
-pub use store::{CommitStats, SCHEMA_VERSION, Store, TxLocation};
+pub use store::{CommitStats, SCHEMA_VERSION, StorageStats, Store, TxLocation};
 pub use term::StoreTerm;

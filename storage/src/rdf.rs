@@ -274,17 +274,17 @@ pub fn count_triples(format: RdfFormat, data: &str) -> Result<usize, RdfError> {
     Ok(dedup_quads(&mut quads))
 }
 
-/// Sorts and deduplicates quads in place (by their N-Quads rendering); returns the count.
+/// Deduplicates quads in place, keeping first occurrences; returns the count. Two statements
+/// are the same when their terms have the same stored encoding (so `"a"@EN` and `"a"@en`
+/// are one statement, as in RDF and as the store keeps them).
 pub(crate) fn dedup_quads(quads: &mut Vec<OwnedQuad>) -> usize {
     let mut seen = std::collections::HashSet::with_capacity(quads.len());
     quads.retain(|q| {
-        let mut key = String::new();
-        for t in &q.0 {
-            crate::term::write_nt(t, &mut key);
-            key.push(' ');
-        }
-        if let Some(g) = &q.1 {
-            crate::term::write_nt(g, &mut key);
+        let mut key = Vec::new();
+        for t in q.0.iter().chain(q.1.as_ref()) {
+            let enc = crate::term::encode_term(t).unwrap_or_default();
+            key.extend_from_slice(&(enc.len() as u32).to_be_bytes());
+            key.extend_from_slice(&enc);
         }
         seen.insert(key)
     });

@@ -1,4 +1,29 @@
 //! The [`Store`]: chain trees, pending blocks, the commit path and reads.
+//!
+//! # Commit protocol
+//!
+//! [`Store::commit_final`] first validates and plans everything — linkage to the final head,
+//! duplicate transactions, parsing and interning every document — writing nothing on error.
+//! Then, per step of at most [`MAX_QUADS_PER_STEP`] quads (whole blocks):
+//!
+//! 1. the step's new segment (pages and header, [`crate::segment`]) and its chunk of new
+//!    terms are written; neither is referenced yet; **flush**;
+//! 2. one sled transaction over `blocks`, `block_index`, `pending` and `meta` appends the
+//!    blocks, removes them from the pending store, and records the new final head, the
+//!    counters, the next ids and the new *manifest* (list of live segments); **flush**;
+//! 3. the in-memory view (head, counters, live segments) is published to readers.
+//!
+//! Small segments are merged by [`Store::merge_segments`], which the node runs on a blocking
+//! thread after each commit ([`segment::merge_candidate`] is the policy): the merged segment
+//! is written and flushed without blocking commits, then, under the writer lock, the
+//! manifest is switched in one `meta` batch and flushed; the replaced segments' pages are
+//! deleted once no reader holds them.
+//!
+//! Step 2 is the commit point. A crash before it leaves unreferenced pages and term chunks
+//! (ids ≥ the recorded next id), which [`Store::open`] deletes; a crash after it leaves a
+//! complete block. The ordering does not rely on sled persisting writes in order: every
+//! referenced value was flushed before the reference was written. Two fsyncs per commit
+//! (plus two per merge), none per transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -10,22 +35,36 @@ use provchain_consensus::{Block, BlockHeader, Decode, Encode, Genesis, Hash, Tra
 use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sophia_api::term::Term;
 
-use crate::dataset::{Core, DEFAULT_GRAPH_ID, Dict, INDEX_NAMES, SledDataset, quad_key, u64_value};
-use crate::error::StorageError;
+use crate::dataset::{Core, SledDataset};
+use crate::dict::{self, PageCache, TermCaches, corrupt_dict, term_hash};
+use crate::error::{DatasetError, StorageError};
 use crate::rdf::{self, OwnedQuad};
+use crate::segment::{
+    self, MergedScan, PageSink, PageSource, QuadKey, Rec, SECTION_TERMS, SECTION_TXS, Segment,
+    SegmentData, TermRec, TxRec, term_bloom_hash, tx_bloom_hash,
+};
 use crate::term::{
-    OwnedTerm, XSD_DATE_TIME, XSD_INTEGER, dictionary_key, encode_term, iri, string_literal,
-    typed_literal,
+    OwnedTerm, StoreTerm, XSD_DATE_TIME, XSD_INTEGER, decode_term, encode_term, iri,
+    string_literal, typed_literal,
 };
 use crate::vocab;
 
 /// Version of the on-disk layout. Bump on any incompatible change to trees or encodings.
-pub const SCHEMA_VERSION: u32 = 1;
-/// Upper bound on index writes in one sled transaction. A `commit_final` call with more is
-/// split at block boundaries into several atomic steps (each leaves a consistent final head),
-/// so a long sync batch cannot hold an unbounded write set in memory.
-pub const MAX_WRITES_PER_TRANSACTION: usize = 600_000;
+/// (1: one sled key per quad and index; 2: segments.)
+pub const SCHEMA_VERSION: u32 = 2;
+/// Quads one commit step writes as one segment at most. A `commit_final` call with more is
+/// split at block boundaries into several atomic steps (each leaves a consistent final
+/// head), so a long sync batch cannot hold an unbounded write set in memory (~64 bytes per
+/// quad while a step is planned).
+pub const MAX_QUADS_PER_STEP: usize = 262_144;
+/// Live segments beyond which [`Store::commit_final`] merges before it returns, for callers
+/// that do not call [`Store::merge_segments`] in the background. With merges running, about
+/// `3 · log₄(commits)` segments are live (12 at a million quads).
+pub const SYNC_MERGE_SEGMENTS: usize = 24;
+/// Bytes of segment pages buffered before they are handed to sled.
+const BATCH_BYTES: usize = 8 << 20;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_GENESIS: &[u8] = b"genesis";
@@ -35,6 +74,8 @@ const META_FINAL_HASH: &[u8] = b"final_hash";
 const META_NEXT_TERM: &[u8] = b"next_term_id";
 const META_TRIPLES: &[u8] = b"triple_count";
 const META_DATA_TRIPLES: &[u8] = b"data_triple_count";
+const META_SEGMENTS: &[u8] = b"segments";
+const META_NEXT_SEGMENT: &[u8] = b"next_segment_id";
 
 /// Where a final transaction lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,26 +87,6 @@ pub struct TxLocation {
     pub triples: u64,
 }
 
-impl TxLocation {
-    fn encode(&self) -> [u8; 20] {
-        let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&self.height.to_be_bytes());
-        b[8..12].copy_from_slice(&self.index.to_be_bytes());
-        b[12..].copy_from_slice(&self.triples.to_be_bytes());
-        b
-    }
-    pub(crate) fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != 20 {
-            return None;
-        }
-        Some(Self {
-            height: u64_value(&v[..8])?,
-            index: u32::from_be_bytes(v[8..12].try_into().ok()?),
-            triples: u64_value(&v[12..])?,
-        })
-    }
-}
-
 /// What a commit wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CommitStats {
@@ -75,21 +96,58 @@ pub struct CommitStats {
     pub triples: u64,
 }
 
+/// Shape of the dataset's storage, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StorageStats {
+    /// Live segments (a lookup visits at most this many).
+    pub segments: usize,
+    pub quads: u64,
+    /// Terms in the dictionary.
+    pub terms: u64,
+    /// Memory held by segment headers (page directories and Bloom filters).
+    pub header_bytes: usize,
+}
+
+/// What readers see, published as one value after every commit step and merge: the final
+/// head, the counters, and the live segments (oldest first). Holding one keeps its segments
+/// readable, so a query or an integrity check works on one consistent state.
+pub(crate) struct View {
+    pub(crate) head: BlockHeader,
+    pub(crate) triples: u64,
+    pub(crate) data_triples: u64,
+    pub(crate) next_term_id: u64,
+    pub(crate) segments: Vec<Arc<Segment>>,
+}
+
+impl std::ops::Deref for View {
+    type Target = [Arc<Segment>];
+    fn deref(&self) -> &Self::Target {
+        &self.segments
+    }
+}
+
+pub(crate) type Live = Arc<View>;
+
 pub(crate) struct Inner {
     pub(crate) db: sled::Db,
     pub(crate) blocks: sled::Tree,
     pub(crate) block_index: sled::Tree,
-    pub(crate) tx_index: sled::Tree,
     pub(crate) pending: sled::Tree,
     pub(crate) meta: sled::Tree,
-    pub(crate) dict: Dict,
-    pub(crate) idx: [sled::Tree; 6],
+    /// id → term chunks ([`dict`]).
+    pub(crate) terms: sled::Tree,
+    /// Segment pages and headers ([`segment`]).
+    pub(crate) segments: sled::Tree,
+    view: RwLock<Live>,
+    /// Segments merged away, deleted once no reader holds them.
+    graveyard: Mutex<Vec<Arc<Segment>>>,
+    /// A merge is running ([`Store::merge_segments`] is single-flight).
+    merging: std::sync::atomic::AtomicBool,
+    pages: PageCache,
+    pub(crate) dict: TermCaches,
     pub(crate) genesis: Genesis,
     pub(crate) genesis_hash: Hash,
-    head: RwLock<BlockHeader>,
-    triples: AtomicU64,
-    data_triples: AtomicU64,
-    next_term_id: AtomicU64,
+    next_segment_id: AtomicU64,
     /// The store has one writer by contract; this makes a second one wait instead of corrupt.
     write_lock: Mutex<()>,
 }
@@ -108,6 +166,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
+pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = v.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
 fn be_u64(v: Option<sled::IVec>, what: &str) -> Result<u64, StorageError> {
     let v = v.ok_or_else(|| StorageError::corrupt("metadata", format!("{what} is missing")))?;
     u64_value(&v)
@@ -121,55 +184,399 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash, StorageError> {
     Ok(Hash(b))
 }
 
-/// Pending writes of one or more blocks, applied in one sled transaction.
-#[derive(Default)]
-struct WriteSet {
-    blocks: sled::Batch,
-    block_index: sled::Batch,
-    tx_index: sled::Batch,
-    pending: sled::Batch,
-    term_ids: sled::Batch,
-    terms: sled::Batch,
-    idx: [sled::Batch; 6],
-    writes: usize,
-    stats: CommitStats,
-    data_triples: u64,
-    head: Option<(u64, Hash, BlockHeader)>,
-    next_term_id: u64,
+fn encode_manifest(live: &[Arc<Segment>]) -> Vec<u8> {
+    live.iter().flat_map(|s| s.id.to_be_bytes()).collect()
 }
 
-/// Assigns term ids during a commit: new terms get ids from the counter and are written with
-/// the block that first uses them.
+fn decode_manifest(v: &[u8]) -> Result<Vec<u64>, StorageError> {
+    if !v.len().is_multiple_of(8) {
+        return Err(StorageError::corrupt(
+            "metadata",
+            format!("segment manifest has {} bytes", v.len()),
+        ));
+    }
+    Ok(v.chunks(8).filter_map(u64_value).collect())
+}
+
+/// Largest value written to sled. sled 0.34 does not evict pages holding larger values from
+/// its cache (measured: 400 MB of 100 KB values stay resident whatever `cache_capacity`
+/// says, while 4 KB values are evicted), so a long-running node's memory would grow with
+/// every big block it stores. Blocks, pending blocks, term chunks and segment pages are
+/// therefore stored as pieces of at most this size (see docs/PERFORMANCE.md).
+pub const MAX_VALUE: usize = 4000;
+
+/// Key of piece `index` of the value stored under `prefix`: the first piece under the
+/// prefix itself (so a value that fits in one piece looks exactly like an unsplit one),
+/// the others under `prefix ‖ index (u32 BE)`, which sort right after it.
+fn piece_key(prefix: &[u8], index: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 4);
+    k.extend_from_slice(prefix);
+    if index > 0 {
+        k.extend_from_slice(&index.to_be_bytes());
+    }
+    k
+}
+
+fn piece_count(len: usize) -> u32 {
+    len.div_ceil(MAX_VALUE).max(1) as u32
+}
+
+fn put_pieces(batch: &mut sled::Batch, prefix: &[u8], bytes: &[u8]) {
+    if bytes.is_empty() {
+        batch.insert(prefix, &[][..]);
+    }
+    for (i, piece) in bytes.chunks(MAX_VALUE).enumerate() {
+        batch.insert(piece_key(prefix, i as u32), piece);
+    }
+}
+
+fn remove_pieces(batch: &mut sled::Batch, prefix: &[u8], len: usize) {
+    for i in 0..piece_count(len) {
+        batch.remove(piece_key(prefix, i));
+    }
+}
+
+/// The value stored in pieces under `prefix`, reassembled.
+fn read_pieces(tree: &sled::Tree, prefix: &[u8]) -> Result<Option<Vec<u8>>, sled::Error> {
+    let Some(first) = tree.get(prefix)? else {
+        return Ok(None);
+    };
+    let mut out = first.to_vec();
+    if first.len() >= MAX_VALUE {
+        let lo = piece_key(prefix, 1);
+        let hi = piece_key(prefix, u32::MAX);
+        for kv in tree.range(lo..=hi) {
+            out.extend_from_slice(&kv?.1);
+        }
+    }
+    Ok(out.into())
+}
+
+/// Values stored in pieces, reassembled in key order: `(prefix, value)` for every value in
+/// `iter` whose keys have `prefix_len`-byte prefixes.
+pub(crate) struct Reassembled<I: Iterator> {
+    iter: std::iter::Peekable<I>,
+    prefix_len: usize,
+}
+
+pub(crate) fn reassembled<I>(iter: I, prefix_len: usize) -> Reassembled<I>
+where
+    I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+{
+    Reassembled {
+        iter: iter.peekable(),
+        prefix_len,
+    }
+}
+
+impl<I> Iterator for Reassembled<I>
+where
+    I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+{
+    type Item = Result<(Vec<u8>, Vec<u8>), sled::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, v) = match self.iter.next()? {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(e)),
+        };
+        let prefix = k.get(..self.prefix_len).unwrap_or(&k).to_vec();
+        let mut value = v.to_vec();
+        while let Some(Ok((next, _))) = self.iter.peek() {
+            if next.len() != self.prefix_len + 4 || !next.starts_with(&prefix) {
+                break;
+            }
+            match self.iter.next() {
+                Some(Ok((_, piece))) => value.extend_from_slice(&piece),
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        Some(Ok((prefix, value)))
+    }
+}
+
+impl Inner {
+    /// The current view; consistent for as long as it is held.
+    pub(crate) fn live(&self) -> Live {
+        match self.view.read() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn publish(&self, view: View) {
+        let view = Arc::new(view);
+        match self.view.write() {
+            Ok(mut l) => *l = view,
+            Err(p) => *p.into_inner() = view,
+        }
+    }
+
+    pub(crate) fn load_page<R: Rec>(
+        &self,
+        seg: &Segment,
+        section: u8,
+        page: usize,
+    ) -> Result<Vec<R>, DatasetError> {
+        let corrupt = |what: &str| DatasetError::Corrupt {
+            what: "segment",
+            detail: format!("segment {} section {section} page {page} {what}", seg.id),
+        };
+        let key = segment::page_key(seg.id, section, page as u32);
+        let v = self
+            .segments
+            .get(key)?
+            .ok_or_else(|| corrupt("is missing"))?;
+        R::decode_page(&v).ok_or_else(|| corrupt("does not decode"))
+    }
+
+    /// Id of a committed term by its dictionary hash.
+    pub(crate) fn term_id_by_hash(
+        &self,
+        live: &[Arc<Segment>],
+        hash: u128,
+    ) -> Result<Option<u64>, DatasetError> {
+        if let Some(id) = self.dict.id(hash) {
+            return Ok(Some(id));
+        }
+        let bloom = term_bloom_hash(hash);
+        let found = segment::find(
+            self,
+            live,
+            SECTION_TERMS,
+            TermRec { hash, id: 0 },
+            |s| s.term_bloom.may_contain(bloom),
+            |r| r.hash == hash,
+        )?;
+        if let Some(r) = found {
+            self.dict.remember_id(hash, r.id);
+        }
+        Ok(found.map(|r| r.id))
+    }
+
+    /// Id of a committed term, `None` if the store has never seen it (or cannot hold it).
+    pub(crate) fn term_id<T: Term + ?Sized>(
+        &self,
+        live: &[Arc<Segment>],
+        t: &T,
+    ) -> Result<Option<u64>, DatasetError> {
+        match encode_term(t) {
+            None => Ok(None),
+            Some(enc) => self.term_id_by_hash(live, term_hash(&enc)),
+        }
+    }
+
+    /// The term with id `id`.
+    pub(crate) fn term(&self, id: u64) -> Result<StoreTerm, DatasetError> {
+        if let Some(t) = self.dict.term(id) {
+            return Ok(t);
+        }
+        let missing = || corrupt_dict(format!("term id {id} is used by a quad but has no entry"));
+        let chunk = match id.checked_add(1) {
+            Some(next) => self.terms.get_lt(next.to_be_bytes())?,
+            None => self.terms.last()?,
+        };
+        let (k, chunk) = chunk.ok_or_else(missing)?;
+        let first = u64_value(&k).filter(|f| *f <= id).ok_or_else(missing)?;
+        let index = usize::try_from(id - first).map_err(|_| missing())?;
+        let enc = dict::chunk_entry(&chunk, index).ok_or_else(missing)?;
+        let t =
+            StoreTerm::new(decode_term(enc).map_err(|d| corrupt_dict(format!("term {id}: {d}")))?);
+        self.dict.remember_term(id, t.clone());
+        Ok(t)
+    }
+
+    pub(crate) fn tx_rec(
+        &self,
+        live: &[Arc<Segment>],
+        id: &[u8; 32],
+    ) -> Result<Option<TxRec>, DatasetError> {
+        let bloom = tx_bloom_hash(id);
+        segment::find(
+            self,
+            live,
+            SECTION_TXS,
+            TxRec {
+                id: *id,
+                ..TxRec::MIN
+            },
+            |s| s.tx_bloom.may_contain(bloom),
+            |r| r.id == *id,
+        )
+    }
+
+    /// Quads of index `section` with keys in `[lo, hi]`, across `live`, ascending.
+    pub(crate) fn scan<'s>(
+        &'s self,
+        live: &[Arc<Segment>],
+        section: usize,
+        lo: QuadKey,
+        hi: QuadKey,
+    ) -> Result<MergedScan<'s, QuadKey, Inner>, DatasetError> {
+        MergedScan::new(self, live, section as u8, lo, hi)
+    }
+
+    /// Whether the quad `[s, p, o, g]` is stored.
+    pub(crate) fn contains_quad(
+        &self,
+        live: &[Arc<Segment>],
+        q: &[u64; 4],
+    ) -> Result<bool, DatasetError> {
+        Ok(self.scan(live, 0, *q, *q)?.next().transpose()?.is_some())
+    }
+}
+
+impl PageSource for Inner {
+    fn page<R: Rec>(
+        &self,
+        seg: &Segment,
+        section: u8,
+        page: usize,
+    ) -> Result<Arc<Vec<R>>, DatasetError> {
+        let id = (seg.id, section, page as u32);
+        if let Some(p) = self.pages.get(&id).and_then(|p| R::from_any(&p)) {
+            return Ok(p);
+        }
+        let recs = Arc::new(self.load_page::<R>(seg, section, page)?);
+        self.pages.insert(id, R::to_any(recs.clone()));
+        Ok(recs)
+    }
+}
+
+/// Reads pages without filling the cache (merges and integrity checks read everything once).
+pub(crate) struct Uncached<'a>(pub(crate) &'a Inner);
+
+impl PageSource for Uncached<'_> {
+    fn page<R: Rec>(
+        &self,
+        seg: &Segment,
+        section: u8,
+        page: usize,
+    ) -> Result<Arc<Vec<R>>, DatasetError> {
+        Ok(Arc::new(self.0.load_page::<R>(seg, section, page)?))
+    }
+}
+
+/// Hands segment pages to sled in batches of about [`BATCH_BYTES`].
+struct BatchSink<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    bytes: usize,
+}
+
+impl<'a> BatchSink<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Self {
+            tree,
+            batch: sled::Batch::default(),
+            bytes: 0,
+        }
+    }
+    fn finish(self) -> Result<(), StorageError> {
+        self.tree.apply_batch(self.batch)?;
+        Ok(())
+    }
+}
+
+impl PageSink for BatchSink<'_> {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DatasetError> {
+        self.bytes += key.len() + value.len();
+        self.batch.insert(key, value);
+        if self.bytes >= BATCH_BYTES {
+            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
+            self.bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Assigns term ids during a commit: known terms keep theirs, new ones get ids from the
+/// counter and are written with the step that first uses them.
 struct Interner<'a> {
-    dict: &'a Dict,
+    inner: &'a Inner,
+    live: &'a View,
+    /// Terms seen in this commit, by encoding (hashing a short key with the map's hasher is
+    /// cheaper than the 128-bit dictionary hash, which is computed once per distinct term).
     local: HashMap<Vec<u8>, u64>,
     next: u64,
+    chunk_first: u64,
+    new_terms: Vec<Vec<u8>>,
+    recs: Vec<TermRec>,
 }
 
-impl Interner<'_> {
-    fn intern(&mut self, t: &OwnedTerm, ws: &mut WriteSet) -> Result<u64, StorageError> {
+impl<'a> Interner<'a> {
+    fn new(inner: &'a Inner, live: &'a View) -> Self {
+        let next = live.next_term_id;
+        Self {
+            inner,
+            live,
+            local: HashMap::new(),
+            next,
+            chunk_first: next,
+            new_terms: Vec::new(),
+            recs: Vec::new(),
+        }
+    }
+
+    fn intern<T: Term + ?Sized>(&mut self, t: &T) -> Result<u64, StorageError> {
         let enc = encode_term(t).ok_or_else(|| {
             StorageError::corrupt("transaction data", "a term the store cannot hold")
         })?;
-        let key = dictionary_key(&enc);
-        if let Some(&id) = self.local.get(&key) {
+        if let Some(&id) = self.local.get(&enc) {
             return Ok(id);
         }
-        if let Some(id) = self.dict.lookup_key(&key)? {
-            self.local.insert(key, id);
-            return Ok(id);
-        }
-        let id = self.next;
-        self.next = self
-            .next
-            .checked_add(1)
-            .ok_or(StorageError::TermIdsExhausted)?;
-        ws.term_ids.insert(key.clone(), &id.to_be_bytes());
-        ws.terms.insert(&id.to_be_bytes(), enc);
-        ws.writes += 2;
-        self.local.insert(key, id);
+        let hash = term_hash(&enc);
+        let id = match self.inner.term_id_by_hash(self.live, hash)? {
+            Some(id) => id,
+            None => {
+                let id = self.next;
+                self.next = id.checked_add(1).ok_or(StorageError::TermIdsExhausted)?;
+                self.new_terms.push(enc.clone());
+                self.recs.push(TermRec { hash, id });
+                id
+            }
+        };
+        self.local.insert(enc, id);
         Ok(id)
     }
+
+    /// The new terms since the last call: the chunks to write (of about [`MAX_VALUE`]
+    /// bytes each, keyed by their first id), and their hash records.
+    fn take_new(&mut self) -> (Vec<(u64, Vec<u8>)>, Vec<TermRec>) {
+        let mut chunks = Vec::new();
+        let mut first = self.chunk_first;
+        let mut start = 0;
+        let mut bytes = 0;
+        for (k, t) in self.new_terms.iter().enumerate() {
+            if k > start && bytes + t.len() + 4 > MAX_VALUE {
+                chunks.push((first, dict::encode_chunk(&self.new_terms[start..k])));
+                first += (k - start) as u64;
+                start = k;
+                bytes = 0;
+            }
+            bytes += t.len() + 4;
+        }
+        if start < self.new_terms.len() {
+            chunks.push((first, dict::encode_chunk(&self.new_terms[start..])));
+        }
+        self.new_terms.clear();
+        self.chunk_first = self.next;
+        (chunks, std::mem::take(&mut self.recs))
+    }
+}
+
+/// One atomic step of a commit: whole blocks and the segment holding their quads.
+#[derive(Default)]
+struct Step {
+    data: SegmentData,
+    chunks: Vec<(u64, Vec<u8>)>,
+    /// Height, hash and encoding of each block.
+    blocks: Vec<(u64, Hash, Vec<u8>)>,
+    stats: CommitStats,
+    data_triples: u64,
+    next_term_id: u64,
+    head: Option<BlockHeader>,
 }
 
 /// RFC 3339 UTC timestamp with milliseconds from Unix milliseconds.
@@ -206,9 +613,8 @@ fn date_time(ms: u64) -> OwnedTerm {
 }
 
 /// Chain metadata statements for one block (see the crate docs for the vocabulary).
-fn block_metadata(block: &Block) -> Vec<[OwnedTerm; 3]> {
+fn block_metadata(block: &Block, b: &OwnedTerm) -> Vec<[OwnedTerm; 3]> {
     let h = &block.header;
-    let b = iri(vocab::block_iri(&block.hash()));
     let mut out = vec![
         [b.clone(), iri(vocab::RDF_TYPE), iri(vocab::PC_BLOCK)],
         [b.clone(), iri(vocab::PC_HEIGHT), int(h.height)],
@@ -226,7 +632,7 @@ fn block_metadata(block: &Block) -> Vec<[OwnedTerm; 3]> {
         ]);
         out.push([b.clone(), iri(vocab::PC_SLOT), int(h.slot)]);
         out.push([
-            b,
+            b.clone(),
             iri(vocab::PROV_GENERATED_AT_TIME),
             date_time(h.timestamp_ms),
         ]);
@@ -236,14 +642,13 @@ fn block_metadata(block: &Block) -> Vec<[OwnedTerm; 3]> {
 
 /// Chain metadata statements for one transaction.
 fn tx_metadata(
-    block: &Block,
+    block: &OwnedTerm,
     tx: &Transaction,
-    id: &Hash,
+    t: &OwnedTerm,
     index: u32,
     triples: u64,
     named_graphs: &[OwnedTerm],
 ) -> Vec<[OwnedTerm; 3]> {
-    let t = iri(vocab::tx_iri(id));
     let mut out = vec![
         [t.clone(), iri(vocab::RDF_TYPE), iri(vocab::PROV_ENTITY)],
         [
@@ -256,11 +661,7 @@ fn tx_metadata(
             iri(vocab::PROV_GENERATED_AT_TIME),
             date_time(tx.body.timestamp_ms),
         ],
-        [
-            t.clone(),
-            iri(vocab::PC_IN_BLOCK),
-            iri(vocab::block_iri(&block.hash())),
-        ],
+        [t.clone(), iri(vocab::PC_IN_BLOCK), block.clone()],
         [t.clone(), iri(vocab::PC_INDEX), int(u64::from(index))],
         [t.clone(), iri(vocab::PC_TRIPLE_COUNT), int(triples)],
         [
@@ -278,12 +679,29 @@ fn tx_metadata(
     out
 }
 
-/// Parses a transaction's document in its scope and deduplicates it: the quads the store
-/// holds for it. Shared by commit and integrity validation so both see the same statements.
+/// Parses a transaction's document in its scope and deduplicates it: the statements the
+/// store holds for it. Integrity validation uses it to check what commit stored.
 pub(crate) fn tx_quads(tx: &Transaction, id: &Hash) -> Result<Vec<OwnedQuad>, rdf::RdfError> {
     let mut quads = rdf::parse(tx.body.format, &tx.body.data, &id.to_hex())?;
     rdf::dedup_quads(&mut quads);
     Ok(quads)
+}
+
+/// Opens a sled database, waiting up to a second for the file lock: sled's I/O threads can
+/// hold a just-closed database for a few milliseconds after its last handle is dropped, and
+/// reopening in that window (a restart in the same process, a tool right after the node)
+/// would otherwise fail.
+pub(crate) fn open_sled(config: sled::Config) -> Result<sled::Db, sled::Error> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(e) if tries < 50 && e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 impl Store {
@@ -291,7 +709,7 @@ impl Store {
     /// On first open the genesis block is committed at height 0; later opens check the
     /// stored genesis and the tip, without replaying anything.
     pub fn open(dir: &Path, genesis: &Genesis) -> Result<Store, StorageError> {
-        Self::open_with_cache(dir, genesis, 256 * 1024 * 1024)
+        Self::open_with_cache(dir, genesis, 64 * 1024 * 1024)
     }
 
     /// Opens an existing database for whatever network it belongs to, reading the genesis from
@@ -304,7 +722,7 @@ impl Store {
             });
         }
         let genesis = {
-            let db = sled::Config::new().path(dir).open()?;
+            let db = open_sled(sled::Config::new().path(dir))?;
             let bytes =
                 db.open_tree("meta")?
                     .get(META_GENESIS)?
@@ -320,41 +738,41 @@ impl Store {
         Self::open(dir, &genesis)
     }
 
-    /// As [`Store::open`] with sled's page cache bounded to `cache_bytes`
-    /// (`storage.cache_size_mb`).
+    /// As [`Store::open`] with the memory for caches bounded to about `cache_bytes`
+    /// (`storage.cache_size_mb`): half for sled's page cache, half for decoded segment pages.
     pub fn open_with_cache(
         dir: &Path,
         genesis: &Genesis,
         cache_bytes: u64,
     ) -> Result<Store, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()?;
+        let db = open_sled(
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes / 2),
+        )?;
         let t = |name: &str| db.open_tree(name);
-        let idx = [
-            t(INDEX_NAMES[0])?,
-            t(INDEX_NAMES[1])?,
-            t(INDEX_NAMES[2])?,
-            t(INDEX_NAMES[3])?,
-            t(INDEX_NAMES[4])?,
-            t(INDEX_NAMES[5])?,
-        ];
         let genesis_hash = genesis.hash();
         let inner = Inner {
             blocks: t("blocks")?,
             block_index: t("block_index")?,
-            tx_index: t("tx_index")?,
             pending: t("pending")?,
             meta: t("meta")?,
-            dict: Dict::new(t("term_ids")?, t("terms")?),
-            idx,
+            terms: t("terms")?,
+            segments: t("segments")?,
+            view: RwLock::new(Arc::new(View {
+                head: genesis.block().header,
+                triples: 0,
+                data_triples: 0,
+                next_term_id: 1,
+                segments: Vec::new(),
+            })),
+            graveyard: Mutex::new(Vec::new()),
+            merging: std::sync::atomic::AtomicBool::new(false),
+            pages: PageCache::new(usize::try_from(cache_bytes / 2).unwrap_or(usize::MAX)),
+            dict: TermCaches::default(),
             genesis: genesis.clone(),
             genesis_hash,
-            head: RwLock::new(genesis.block().header),
-            triples: AtomicU64::new(0),
-            data_triples: AtomicU64::new(0),
-            next_term_id: AtomicU64::new(DEFAULT_GRAPH_ID + 1),
+            next_segment_id: AtomicU64::new(1),
             write_lock: Mutex::new(()),
             db,
         };
@@ -376,13 +794,18 @@ impl Store {
                 "blocks exist but the schema version is missing",
             ));
         }
+        // Leftovers of a first start that crashed before its commit point.
+        i.segments.clear()?;
+        i.terms.clear()?;
         let genesis_block = i.genesis.block();
         let mut extra = sled::Batch::default();
         extra.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes());
         extra.insert(META_GENESIS, i.genesis.encode());
         extra.insert(META_GENESIS_HASH, &i.genesis_hash.0);
-        let plan = self.plan(&[genesis_block], 0, i.genesis_hash)?;
-        self.apply(plan, Some(extra))?;
+        let live = i.live();
+        for step in self.plan(&[genesis_block], &live)? {
+            self.apply_step(step, Some(&extra))?;
+        }
         tracing::info!(genesis = %i.genesis_hash, "created a new chain database");
         Ok(())
     }
@@ -415,10 +838,10 @@ impl Store {
             .get(META_FINAL_HASH)?
             .ok_or_else(|| StorageError::corrupt("metadata", "final head hash is missing"))?;
         let hash = hash_value(&hash, "final head hash")?;
-        let block = self.block_by_height(height)?.ok_or_else(|| {
+        let header = self.header_by_height(height)?.ok_or_else(|| {
             StorageError::corrupt("chain", format!("final head block {height} is missing"))
         })?;
-        if block.hash() != hash || block.header.height != height {
+        if header.hash() != hash || header.height != height {
             return Err(StorageError::corrupt(
                 "chain",
                 format!("block at the final head height {height} is not the recorded head {hash}"),
@@ -426,29 +849,90 @@ impl Store {
         }
         if i.blocks
             .last()?
-            .is_some_and(|(k, _)| k.as_ref() != height.to_be_bytes())
+            .is_some_and(|(k, _)| k.get(..8) != Some(&height.to_be_bytes()[..]))
         {
             return Err(StorageError::corrupt(
                 "chain",
                 "blocks exist above the final head",
             ));
         }
-        i.triples.store(
-            be_u64(i.meta.get(META_TRIPLES)?, "triple count")?,
-            Ordering::SeqCst,
-        );
-        i.data_triples.store(
-            be_u64(i.meta.get(META_DATA_TRIPLES)?, "data triple count")?,
-            Ordering::SeqCst,
-        );
-        i.next_term_id.store(
-            be_u64(i.meta.get(META_NEXT_TERM)?, "next term id")?,
-            Ordering::SeqCst,
-        );
-        *i.head
-            .write()
-            .map_err(|_| StorageError::corrupt("memory", "head lock poisoned"))? = block.header;
+        let next_term = be_u64(i.meta.get(META_NEXT_TERM)?, "next term id")?;
+        let next_segment = be_u64(i.meta.get(META_NEXT_SEGMENT)?, "next segment id")?;
+        let manifest =
+            decode_manifest(&i.meta.get(META_SEGMENTS)?.ok_or_else(|| {
+                StorageError::corrupt("metadata", "segment manifest is missing")
+            })?)?;
+        self.repair(&manifest, next_term)?;
+        let mut live = Vec::with_capacity(manifest.len());
+        for id in manifest {
+            let v = i.segments.get(segment::header_key(id))?.ok_or_else(|| {
+                StorageError::corrupt("dataset", format!("segment {id} is missing"))
+            })?;
+            let seg = Segment::decode(&v)?;
+            if seg.id != id {
+                return Err(StorageError::corrupt(
+                    "dataset",
+                    format!("segment {id} has the header of segment {}", seg.id),
+                ));
+            }
+            live.push(Arc::new(seg));
+        }
+        i.next_segment_id.store(next_segment, Ordering::SeqCst);
+        i.publish(View {
+            head: header,
+            triples: be_u64(i.meta.get(META_TRIPLES)?, "triple count")?,
+            data_triples: be_u64(i.meta.get(META_DATA_TRIPLES)?, "data triple count")?,
+            next_term_id: next_term,
+            segments: live,
+        });
         tracing::info!(height, head = %hash, "opened chain database");
+        Ok(())
+    }
+
+    /// Deletes what a crash left unreferenced: segments not in the manifest (written before
+    /// their commit point, or merged away before their pages were deleted) and term chunks
+    /// at or above the recorded next term id. Visits one key per segment, not the data.
+    fn repair(&self, manifest: &[u64], next_term: u64) -> Result<(), StorageError> {
+        let i = &self.inner;
+        let live: HashSet<u64> = manifest.iter().copied().collect();
+        let mut from = 0u64;
+        let mut removed = 0usize;
+        loop {
+            let Some((k, _)) = i.segments.range(from.to_be_bytes()..).next().transpose()? else {
+                break;
+            };
+            let Some(id) = segment::key_segment(&k) else {
+                i.segments.remove(k)?;
+                continue;
+            };
+            if !live.contains(&id) {
+                let mut batch = sled::Batch::default();
+                for k in i.segments.scan_prefix(id.to_be_bytes()).keys() {
+                    batch.remove(k?);
+                }
+                i.segments.apply_batch(batch)?;
+                removed += 1;
+            }
+            match id.checked_add(1) {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        let mut stale = sled::Batch::default();
+        let mut chunks = 0usize;
+        for k in i.terms.range(next_term.to_be_bytes()..).keys() {
+            stale.remove(k?);
+            chunks += 1;
+        }
+        i.terms.apply_batch(stale)?;
+        if removed + chunks > 0 {
+            tracing::info!(
+                segments = removed,
+                term_chunks = chunks,
+                "removed data of an interrupted commit or merge"
+            );
+            i.db.flush()?;
+        }
         Ok(())
     }
 
@@ -462,15 +946,11 @@ impl Store {
 
     /// Header of the highest final block (the genesis block's at height 0).
     pub fn final_head(&self) -> Result<BlockHeader, StorageError> {
-        self.inner
-            .head
-            .read()
-            .map(|h| h.clone())
-            .map_err(|_| StorageError::corrupt("memory", "head lock poisoned"))
+        Ok(self.inner.live().head.clone())
     }
 
     pub fn block_by_height(&self, h: u64) -> Result<Option<Block>, StorageError> {
-        match self.inner.blocks.get(h.to_be_bytes())? {
+        match read_pieces(&self.inner.blocks, &h.to_be_bytes())? {
             None => Ok(None),
             Some(v) => Block::decode(&v)
                 .map(Some)
@@ -478,7 +958,7 @@ impl Store {
         }
     }
 
-    /// Header only, without decoding the transactions.
+    /// Header only, without decoding the transactions (it is in the first piece).
     pub fn header_by_height(&self, h: u64) -> Result<Option<BlockHeader>, StorageError> {
         match self.inner.blocks.get(h.to_be_bytes())? {
             None => Ok(None),
@@ -508,7 +988,7 @@ impl Store {
     /// Up to `limit` final blocks from height `from`, ascending.
     pub fn blocks_range(&self, from: u64, limit: usize) -> Result<Vec<Block>, StorageError> {
         let mut out = Vec::with_capacity(limit.min(1024));
-        for kv in self.inner.blocks.range(from.to_be_bytes()..).take(limit) {
+        for kv in reassembled(self.inner.blocks.range(from.to_be_bytes()..), 8).take(limit) {
             let (k, v) = kv?;
             let h = u64_value(&k).unwrap_or(u64::MAX);
             out.push(
@@ -519,12 +999,12 @@ impl Store {
     }
 
     pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StorageError> {
-        match self.inner.tx_index.get(id.0)? {
-            None => Ok(None),
-            Some(v) => TxLocation::decode(&v).map(Some).ok_or_else(|| {
-                StorageError::corrupt("transaction index", format!("entry for {id} is malformed"))
-            }),
-        }
+        let live = self.inner.live();
+        Ok(self.inner.tx_rec(&live, &id.0)?.map(|r| TxLocation {
+            height: r.height,
+            index: r.index,
+            triples: r.triples,
+        }))
     }
 
     pub fn transaction(
@@ -548,7 +1028,7 @@ impl Store {
     }
 
     /// Appends final blocks, which must be exactly the next heights on the final head, and
-    /// applies their RDF: atomically (see the crate docs), then flushed. On any error nothing
+    /// applies their RDF: atomically (see the module docs), then flushed. On any error nothing
     /// is written. Committed blocks are also removed from the pending store.
     pub fn commit_final(&self, blocks: &[Block]) -> Result<CommitStats, StorageError> {
         let _w = self
@@ -560,29 +1040,7 @@ impl Store {
             return Ok(CommitStats::default());
         }
         let head = self.final_head()?;
-        let plans = self.plan(blocks, head.height + 1, head.hash())?;
-        let mut stats = CommitStats::default();
-        for ws in plans {
-            let s = ws.stats;
-            self.apply(vec![ws], None)?;
-            stats.blocks += s.blocks;
-            stats.transactions += s.transactions;
-            stats.triples += s.triples;
-        }
-        self.flush()?;
-        Ok(stats)
-    }
-
-    /// Validates linkage, parses every transaction and builds the writes, grouped into
-    /// write sets of whole blocks. Reads only.
-    fn plan(
-        &self,
-        blocks: &[Block],
-        first_height: u64,
-        first_parent: Hash,
-    ) -> Result<Vec<WriteSet>, StorageError> {
-        let i = &self.inner;
-        let mut expected = (first_height, first_parent);
+        let mut expected = (head.height + 1, head.hash());
         for b in blocks {
             let h = &b.header;
             if h.height != expected.0 || h.parent_hash != expected.1 {
@@ -596,205 +1054,333 @@ impl Store {
             }
             expected = (h.height + 1, b.hash());
         }
-        let mut interner = Interner {
-            dict: &i.dict,
-            local: HashMap::new(),
-            next: i.next_term_id.load(Ordering::SeqCst),
-        };
+        let live = self.inner.live();
+        let steps = self.plan(blocks, &live)?;
+        let mut stats = CommitStats::default();
+        for step in steps {
+            let s = step.stats;
+            self.apply_step(step, None)?;
+            stats.blocks += s.blocks;
+            stats.transactions += s.transactions;
+            stats.triples += s.triples;
+        }
+        let many = self.inner.live().len() > SYNC_MERGE_SEGMENTS;
+        drop(_w);
+        if many && let Err(e) = self.merge_segments() {
+            // The commit itself is durable; a failed merge leaves more segments, no damage.
+            tracing::warn!(error = %e, "segment merge failed");
+        }
+        Ok(stats)
+    }
+
+    /// Parses and interns every transaction and gathers each step's writes. Reads only.
+    fn plan(&self, blocks: &[Block], live: &View) -> Result<Vec<Step>, StorageError> {
+        let i = &self.inner;
+        let mut it = Interner::new(i, live);
         let chain_graph = iri(vocab::CHAIN_GRAPH);
         let mut seen_tx = HashSet::new();
         let mut seen_named: HashSet<[u64; 4]> = HashSet::new();
-        let mut sets = vec![WriteSet::default()];
-        let mut data_total = i.data_triples.load(Ordering::SeqCst);
+        let mut steps = Vec::new();
+        let mut cur = Step::default();
+        let mut data_total = live.data_triples;
+        let finish = |cur: &mut Step, it: &mut Interner<'_>| {
+            let (chunks, recs) = it.take_new();
+            cur.chunks = chunks;
+            cur.data.terms = recs;
+            cur.next_term_id = it.next;
+            std::mem::take(cur)
+        };
         for block in blocks {
-            if sets
-                .last()
-                .is_some_and(|ws| ws.writes >= MAX_WRITES_PER_TRANSACTION)
-            {
-                sets.push(WriteSet::default());
+            if cur.data.quads.len() >= MAX_QUADS_PER_STEP {
+                steps.push(finish(&mut cur, &mut it));
             }
-            let Some(ws) = sets.last_mut() else { continue };
             let hash = block.hash();
             let height = block.header.height;
-            ws.blocks.insert(&height.to_be_bytes(), block.encode());
-            ws.block_index.insert(&hash.0, &height.to_be_bytes());
-            ws.pending.remove(&hash.0);
-            ws.writes += 3;
-            ws.stats.blocks += 1;
-            let cg = interner.intern(&chain_graph, ws)?;
-            let mut quads: Vec<[u64; 4]> = Vec::new();
-            for [s, p, o] in block_metadata(block) {
-                let q = [
-                    interner.intern(&s, ws)?,
-                    interner.intern(&p, ws)?,
-                    interner.intern(&o, ws)?,
-                    cg,
-                ];
-                quads.push(q);
+            cur.blocks.push((height, hash, block.encode()));
+            cur.stats.blocks += 1;
+            let cg = it.intern(&chain_graph)?;
+            let block_iri = iri(vocab::block_iri(&hash));
+            for [s, p, o] in block_metadata(block, &block_iri) {
+                let q = [it.intern(&s)?, it.intern(&p)?, it.intern(&o)?, cg];
+                cur.data.quads.push(q);
             }
             for (index, tx) in block.transactions.iter().enumerate() {
                 let index = index as u32;
                 let id = tx.id();
-                if !seen_tx.insert(id) || i.tx_index.contains_key(id.0)? {
+                if !seen_tx.insert(id) || i.tx_rec(live, &id.0)?.is_some() {
                     return Err(StorageError::DuplicateTransaction { tx: id, height });
                 }
-                let parsed = tx_quads(tx, &id).map_err(|error| StorageError::InvalidRdf {
-                    tx: id,
-                    height,
-                    error,
-                })?;
-                let n = parsed.len() as u64;
-                let txg = interner.intern(&iri(vocab::tx_iri(&id)), ws)?;
-                let mut named: Vec<OwnedTerm> = Vec::new();
+                let parsed =
+                    rdf::parse(tx.body.format, &tx.body.data, &id.to_hex()).map_err(|error| {
+                        StorageError::InvalidRdf {
+                            tx: id,
+                            height,
+                            error,
+                        }
+                    })?;
+                let tx_term = iri(vocab::tx_iri(&id));
+                let txg = it.intern(&tx_term)?;
+                let mut named: Vec<(u64, OwnedTerm)> = Vec::new();
+                let mut quads: Vec<[u64; 4]> = Vec::with_capacity(parsed.len());
                 for ([s, p, o], g) in &parsed {
                     let gid = match g {
                         None => txg,
                         Some(g) => {
-                            if !named.iter().any(|n| sophia_api::term::Term::eq(n, g)) {
-                                named.push(g.clone());
+                            let gid = it.intern(g)?;
+                            if !named.iter().any(|(n, _)| *n == gid) {
+                                named.push((gid, g.clone()));
                             }
-                            interner.intern(g, ws)?
+                            gid
                         }
                     };
-                    let q = [
-                        interner.intern(s, ws)?,
-                        interner.intern(p, ws)?,
-                        interner.intern(o, ws)?,
-                        gid,
-                    ];
-                    if g.is_some() {
-                        // Shared graph: the quad may already be stored or come twice here.
-                        if !seen_named.insert(q) || i.idx[0].contains_key(quad_key(0, &q))? {
+                    quads.push([it.intern(s)?, it.intern(p)?, it.intern(o)?, gid]);
+                }
+                // Distinct statements (equal terms have equal ids).
+                quads.sort_unstable();
+                quads.dedup();
+                let n = quads.len() as u64;
+                for q in quads {
+                    if q[3] != txg {
+                        // A shared named graph: the quad may be stored already or come twice.
+                        if !seen_named.insert(q) || i.contains_quad(live, &q)? {
                             continue;
                         }
                     }
-                    quads.push(q);
+                    cur.data.quads.push(q);
                     data_total += 1;
                 }
-                for [s, p, o] in tx_metadata(block, tx, &id, index, n, &named) {
-                    let q = [
-                        interner.intern(&s, ws)?,
-                        interner.intern(&p, ws)?,
-                        interner.intern(&o, ws)?,
-                        cg,
-                    ];
-                    quads.push(q);
+                let named: Vec<OwnedTerm> = named.into_iter().map(|(_, g)| g).collect();
+                for [s, p, o] in tx_metadata(&block_iri, tx, &tx_term, index, n, &named) {
+                    let q = [it.intern(&s)?, it.intern(&p)?, it.intern(&o)?, cg];
+                    cur.data.quads.push(q);
                 }
-                ws.tx_index.insert(
-                    &id.0,
-                    &TxLocation {
-                        height,
-                        index,
-                        triples: n,
-                    }
-                    .encode(),
-                );
-                ws.writes += 1;
-                ws.stats.transactions += 1;
+                cur.data.txs.push(TxRec {
+                    id: id.0,
+                    height,
+                    index,
+                    triples: n,
+                });
+                cur.stats.transactions += 1;
             }
-            for q in &quads {
-                for (k, batch) in ws.idx.iter_mut().enumerate() {
-                    batch.insert(&quad_key(k, q), &[]);
-                }
-            }
-            ws.writes += quads.len() * 6;
-            ws.stats.triples += quads.len() as u64;
-            ws.data_triples = data_total;
-            ws.next_term_id = interner.next;
-            ws.head = Some((height, hash, block.header.clone()));
+            cur.stats.triples = cur.data.quads.len() as u64;
+            cur.data_triples = data_total;
+            cur.head = Some(block.header.clone());
         }
-        Ok(sets)
+        steps.push(finish(&mut cur, &mut it));
+        Ok(steps)
     }
 
-    /// Applies write sets, each in one sled transaction over every tree it touches, with the
-    /// final head and counters in the same transaction.
-    fn apply(
-        &self,
-        sets: Vec<WriteSet>,
-        extra_meta: Option<sled::Batch>,
-    ) -> Result<(), StorageError> {
+    /// Writes one step: segment and terms, flush; then head, blocks and manifest in one
+    /// transaction, flush; then publishes it to readers.
+    fn apply_step(&self, step: Step, extra_meta: Option<&sled::Batch>) -> Result<(), StorageError> {
         let i = &self.inner;
-        for ws in sets {
-            let Some((height, hash, header)) = ws.head.clone() else {
-                continue;
-            };
-            let triples = i.triples.load(Ordering::SeqCst) + ws.stats.triples;
-            let mut meta = extra_meta.clone().unwrap_or_default();
-            meta.insert(META_FINAL_HEIGHT, &height.to_be_bytes());
-            meta.insert(META_FINAL_HASH, &hash.0);
-            meta.insert(META_NEXT_TERM, &ws.next_term_id.to_be_bytes());
-            meta.insert(META_TRIPLES, &triples.to_be_bytes());
-            meta.insert(META_DATA_TRIPLES, &ws.data_triples.to_be_bytes());
-            let trees: Vec<&sled::Tree> = vec![
-                &i.blocks,
-                &i.block_index,
-                &i.tx_index,
-                &i.pending,
-                &i.meta,
-                &i.dict.term_ids,
-                &i.dict.terms,
-                &i.idx[0],
-                &i.idx[1],
-                &i.idx[2],
-                &i.idx[3],
-                &i.idx[4],
-                &i.idx[5],
-            ];
-            let batches: Vec<&sled::Batch> = vec![
-                &ws.blocks,
-                &ws.block_index,
-                &ws.tx_index,
-                &ws.pending,
-                &meta,
-                &ws.term_ids,
-                &ws.terms,
-                &ws.idx[0],
-                &ws.idx[1],
-                &ws.idx[2],
-                &ws.idx[3],
-                &ws.idx[4],
-                &ws.idx[5],
-            ];
-            trees
-                .as_slice()
-                .transaction(|tt: &Vec<TransactionalTree>| {
-                    for (t, b) in tt.iter().zip(&batches) {
-                        t.apply_batch(b)?;
-                    }
-                    Ok::<(), ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| match e {
-                    TransactionError::Storage(e) => StorageError::Sled(e),
-                    TransactionError::Abort(()) => {
-                        StorageError::corrupt("transaction", "commit aborted")
-                    }
-                })?;
-            i.triples.store(triples, Ordering::SeqCst);
-            i.data_triples.store(ws.data_triples, Ordering::SeqCst);
-            i.next_term_id.store(ws.next_term_id, Ordering::SeqCst);
-            if let Ok(mut h) = i.head.write() {
-                *h = header;
+        let Some(header) = step.head else {
+            return Ok(());
+        };
+        let seg_id = i.next_segment_id.fetch_add(1, Ordering::SeqCst);
+        let mut sink = BatchSink::new(&i.segments);
+        let seg = segment::build(seg_id, step.data, &mut sink)?;
+        sink.finish()?;
+        let mut terms = sled::Batch::default();
+        for (first, chunk) in &step.chunks {
+            terms.insert(&first.to_be_bytes(), chunk.as_slice());
+        }
+        i.terms.apply_batch(terms)?;
+        i.db.flush()?;
+
+        let old = i.live();
+        let mut live: Vec<Arc<Segment>> = old.segments.clone();
+        live.push(Arc::new(seg));
+        let triples = old.triples + step.stats.triples;
+        let mut meta = extra_meta.cloned().unwrap_or_default();
+        meta.insert(META_FINAL_HEIGHT, &header.height.to_be_bytes());
+        meta.insert(META_FINAL_HASH, &header.hash().0);
+        meta.insert(META_NEXT_TERM, &step.next_term_id.to_be_bytes());
+        meta.insert(META_TRIPLES, &triples.to_be_bytes());
+        meta.insert(META_DATA_TRIPLES, &step.data_triples.to_be_bytes());
+        meta.insert(META_SEGMENTS, encode_manifest(&live));
+        meta.insert(
+            META_NEXT_SEGMENT,
+            &i.next_segment_id.load(Ordering::SeqCst).to_be_bytes(),
+        );
+        let mut blocks = sled::Batch::default();
+        let mut index = sled::Batch::default();
+        let mut pending = sled::Batch::default();
+        for (height, hash, encoded) in step.blocks {
+            put_pieces(&mut blocks, &height.to_be_bytes(), &encoded);
+            index.insert(&hash.0, &height.to_be_bytes());
+            remove_pieces(&mut pending, &hash.0, encoded.len());
+        }
+        let trees = [&i.blocks, &i.block_index, &i.pending, &i.meta];
+        let batches = [&blocks, &index, &pending, &meta];
+        trees
+            .as_slice()
+            .transaction(|tt: &Vec<TransactionalTree>| {
+                for (t, b) in tt.iter().zip(&batches) {
+                    t.apply_batch(b)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => StorageError::Sled(e),
+                TransactionError::Abort(()) => {
+                    StorageError::corrupt("transaction", "commit aborted")
+                }
+            })?;
+        // The transaction is the commit point: from here the database holds the new state,
+        // so memory follows it even if the flush fails (the error still reaches the caller,
+        // which must not report the blocks final).
+        let flushed = i.db.flush();
+        i.publish(View {
+            head: header,
+            triples,
+            data_triples: step.data_triples,
+            next_term_id: step.next_term_id,
+            segments: live,
+        });
+        flushed?;
+        Ok(())
+    }
+
+    /// Merges small segments while the merge policy asks for it, then deletes the pages of
+    /// merged segments no reader holds any more. Returns the number of merges done.
+    ///
+    /// Commits never wait for this: it reads only immutable segments while it builds the
+    /// merged one, and takes the writer lock just to switch the manifest (the writer only
+    /// appends segments, so the inputs are still there, in place). One merge runs at a time;
+    /// a call while another runs returns at once. The node runs it on a blocking thread after
+    /// each commit. [`Store::commit_final`] itself merges only when more than
+    /// [`SYNC_MERGE_SEGMENTS`] segments are live (a caller that never merges, such as a bulk
+    /// import, still keeps lookups bounded).
+    pub fn merge_segments(&self) -> Result<usize, StorageError> {
+        let i = &self.inner;
+        if i.merging.swap(true, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
             }
         }
-        i.db.flush()?;
+        let _done = Done(&i.merging);
+        let mut merges = 0;
+        loop {
+            let live = i.live();
+            let sizes: Vec<u64> = live.iter().map(|s| s.quad_count()).collect();
+            let Some(start) = segment::merge_candidate(&sizes) else {
+                break;
+            };
+            let inputs: Vec<Arc<Segment>> = live[start..].to_vec();
+            drop(live);
+            let id = i.next_segment_id.fetch_add(1, Ordering::SeqCst);
+            let started = std::time::Instant::now();
+            let mut sink = BatchSink::new(&i.segments);
+            let merged = segment::merge(&Uncached(i), id, &inputs, &mut sink)?;
+            sink.finish()?;
+            i.db.flush()?;
+            let quads = merged.quad_count();
+            // Switch the manifest under the writer lock.
+            let _w = i
+                .write_lock
+                .lock()
+                .map_err(|_| StorageError::corrupt("memory", "writer lock poisoned"))?;
+            let now = i.live();
+            let pos = now.iter().position(|s| Arc::ptr_eq(s, &inputs[0]));
+            let in_place = pos.is_some_and(|p| {
+                now.get(p..p + inputs.len())
+                    .is_some_and(|run| run.iter().zip(&inputs).all(|(a, b)| Arc::ptr_eq(a, b)))
+            });
+            let Some(pos) = pos.filter(|_| in_place) else {
+                // Cannot happen with one writer and one merger; drop the work.
+                if let Ok(mut g) = i.graveyard.lock() {
+                    g.push(Arc::new(merged));
+                }
+                break;
+            };
+            let mut next: Vec<Arc<Segment>> = now[..pos].to_vec();
+            next.push(Arc::new(merged));
+            next.extend(now[pos + inputs.len()..].iter().cloned());
+            let mut meta = sled::Batch::default();
+            meta.insert(META_SEGMENTS, encode_manifest(&next));
+            meta.insert(
+                META_NEXT_SEGMENT,
+                &i.next_segment_id.load(Ordering::SeqCst).to_be_bytes(),
+            );
+            i.meta.apply_batch(meta)?;
+            let flushed = i.db.flush();
+            i.publish(View {
+                head: now.head.clone(),
+                triples: now.triples,
+                data_triples: now.data_triples,
+                next_term_id: now.next_term_id,
+                segments: next,
+            });
+            if let Ok(mut g) = i.graveyard.lock() {
+                g.extend(inputs.iter().cloned());
+            }
+            flushed?;
+            merges += 1;
+            tracing::debug!(
+                merged = inputs.len(),
+                quads,
+                ms = started.elapsed().as_millis() as u64,
+                "merged segments"
+            );
+        }
+        self.collect_garbage()?;
+        Ok(merges)
+    }
+
+    /// Whether a merge is running or due (for tools that wait for storage to settle).
+    pub fn merge_due(&self) -> bool {
+        let i = &self.inner;
+        let sizes: Vec<u64> = i.live().iter().map(|s| s.quad_count()).collect();
+        i.merging.load(Ordering::SeqCst) || segment::merge_candidate(&sizes).is_some()
+    }
+
+    fn collect_garbage(&self) -> Result<(), StorageError> {
+        let i = &self.inner;
+        let dead: Vec<Arc<Segment>> = match i.graveyard.lock() {
+            Ok(mut g) => {
+                let (dead, keep): (Vec<_>, Vec<_>) =
+                    g.drain(..).partition(|s| Arc::strong_count(s) == 1);
+                *g = keep;
+                dead
+            }
+            Err(_) => return Ok(()),
+        };
+        for seg in dead {
+            let mut batch = sled::Batch::default();
+            for k in i.segments.scan_prefix(seg.id.to_be_bytes()).keys() {
+                batch.remove(k?);
+            }
+            i.segments.apply_batch(batch)?;
+        }
         Ok(())
     }
 
     /// Persists a non-final block so a restart can rebuild the fork tree.
     pub fn put_pending(&self, block: &Block) -> Result<(), StorageError> {
-        self.inner.pending.insert(block.hash().0, block.encode())?;
+        let mut batch = sled::Batch::default();
+        put_pieces(&mut batch, &block.hash().0, &block.encode());
+        self.inner.pending.apply_batch(batch)?;
         Ok(())
     }
 
     pub fn remove_pending(&self, hash: &Hash) -> Result<(), StorageError> {
-        self.inner.pending.remove(hash.0)?;
+        let mut batch = sled::Batch::default();
+        for k in self.inner.pending.scan_prefix(hash.0).keys() {
+            batch.remove(k?);
+        }
+        self.inner.pending.apply_batch(batch)?;
         Ok(())
     }
 
     /// Every pending block, in no particular order.
     pub fn pending_blocks(&self) -> Result<Vec<Block>, StorageError> {
         let mut out = Vec::new();
-        for kv in self.inner.pending.iter() {
+        for kv in reassembled(self.inner.pending.iter(), 32) {
             let (k, v) = kv?;
             out.push(Block::decode(&v).map_err(|e| {
                 StorageError::corrupt(format!("pending block {}", hex::encode(&k)), e)
@@ -805,19 +1391,32 @@ impl Store {
 
     /// Quads in the dataset: transaction data plus chain metadata. Kept as a counter.
     pub fn triple_count(&self) -> u64 {
-        self.inner.triples.load(Ordering::SeqCst)
+        self.inner.live().triples
     }
 
     /// Quads that came from transaction documents (without chain metadata).
     pub fn data_triple_count(&self) -> u64 {
-        self.inner.data_triples.load(Ordering::SeqCst)
+        self.inner.live().data_triples
     }
 
-    /// The RDF dataset over the store, for sophia APIs.
+    /// How the dataset is stored right now.
+    pub fn storage_stats(&self) -> StorageStats {
+        let live = self.inner.live();
+        StorageStats {
+            segments: live.len(),
+            quads: live.iter().map(|s| s.quad_count()).sum(),
+            terms: live.next_term_id - 1,
+            header_bytes: live.iter().map(|s| s.memory()).sum(),
+        }
+    }
+
+    /// The RDF dataset over the store, for sophia APIs: a consistent snapshot of what was
+    /// final when it was taken.
     pub fn dataset(&self) -> SledDataset<'_> {
         SledDataset {
             core: Core {
                 inner: &self.inner,
+                segs: self.inner.live(),
                 deadline: None,
             },
         }
@@ -832,7 +1431,7 @@ impl Store {
         s: S,
         p: P,
         o: O,
-    ) -> Result<Vec<crate::term::StoreTerm>, StorageError>
+    ) -> Result<Vec<StoreTerm>, StorageError>
     where
         S: sophia_api::term::Term,
         P: sophia_api::term::Term,

@@ -407,7 +407,14 @@ fn integrity_validation_detects_a_flipped_byte() {
     }
     // Flip one byte in the stored block at height 2 (a byte of the proposer signature area).
     {
-        let db = sled::open(dir.path()).expect("raw open");
+        // sled's I/O threads can hold the lock for a moment after the store is dropped.
+        let db = (0..50)
+            .find_map(|_| {
+                sled::open(dir.path())
+                    .map_err(|_| std::thread::sleep(Duration::from_millis(20)))
+                    .ok()
+            })
+            .expect("raw open");
         let blocks = db.open_tree("blocks").expect("tree");
         let key = 2u64.to_be_bytes();
         let mut v = blocks.get(key).expect("get").expect("present").to_vec();

@@ -1,0 +1,400 @@
+//! Storage benchmarks on a real sled database: commit throughput of final blocks, SPARQL point
+//! lookups and joins at a given size, integrity validation and reopen time. Prints figures
+//! (wall and process CPU time); asserts nothing.
+//!
+//! ```text
+//! cargo bench -p provchain-storage --bench storage -- [options]
+//!   --blocks N        blocks to commit (default 100)
+//!   --txs N           transactions per block (default 100)
+//!   --triples N       triples per transaction, about (default 10)
+//!   --format F        turtle | ntriples (default turtle)
+//!   --queries N       point lookups to time (default 2000)
+//!   --skip LIST       phases to skip: lookup,join,graph,integrity,reopen
+//!   --dir PATH        keep the database here (default: a temporary directory)
+//!   --json            one JSON object instead of text
+//!   --pending         write each block to the pending store first, as the node does
+//!   --cache-mb N      memory for storage caches, as storage.cache_size_mb (default 64)
+//! ```
+//!
+//! The workload is supply-chain provenance: production batches, shipments and sensor
+//! readings with PROV-O links (`prov:wasGeneratedBy`, `prov:used`, `prov:wasAttributedTo`,
+//! `prov:wasDerivedFrom`), typed literals and links to earlier transactions' entities, so the
+//! dictionary sees both new and repeated terms as in a real chain.
+
+use std::time::{Duration, Instant};
+
+use provchain_consensus::{Block, Genesis, Keypair, RdfFormat, Transaction, TxBody};
+use provchain_storage::{QueryLimits, Store};
+use serde_json::json;
+
+struct Args {
+    blocks: u64,
+    txs: u64,
+    triples: u64,
+    format: RdfFormat,
+    queries: u64,
+    skip: Vec<String>,
+    dir: Option<std::path::PathBuf>,
+    json: bool,
+    /// Store each block as pending before committing it, as the node does.
+    pending: bool,
+    /// Memory for storage caches (`storage.cache_size_mb`).
+    cache_mb: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        blocks: 100,
+        txs: 100,
+        triples: 10,
+        format: RdfFormat::Turtle,
+        queries: 2000,
+        skip: Vec::new(),
+        dir: None,
+        json: false,
+        pending: false,
+        cache_mb: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().unwrap_or_default();
+        match arg.as_str() {
+            "--blocks" => a.blocks = val().parse().unwrap_or(a.blocks),
+            "--txs" => a.txs = val().parse().unwrap_or(a.txs),
+            "--triples" => a.triples = val().parse().unwrap_or(a.triples),
+            "--queries" => a.queries = val().parse().unwrap_or(a.queries),
+            "--format" => {
+                a.format = match val().as_str() {
+                    "ntriples" | "n-triples" => RdfFormat::NTriples,
+                    _ => RdfFormat::Turtle,
+                }
+            }
+            "--skip" => a.skip = val().split(',').map(str::to_owned).collect(),
+            "--dir" => a.dir = Some(val().into()),
+            "--json" => a.json = true,
+            "--pending" => a.pending = true,
+            "--cache-mb" => a.cache_mb = val().parse().unwrap_or(a.cache_mb),
+            // `cargo bench` passes --bench; ignore it and anything unknown.
+            _ => {}
+        }
+    }
+    a
+}
+
+/// User + system CPU seconds of this process so far (all threads), from /proc.
+fn cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[path = "workload.rs"]
+mod workload;
+use workload::document;
+
+/// Resident memory of this process, MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args();
+    let authority = Keypair::from_secret([1; 32]);
+    let node = Keypair::from_secret([2; 32]);
+    let genesis = Genesis {
+        network_id: "bench".into(),
+        authorities: vec![authority.public()],
+        block_interval_ms: 1000,
+    };
+    let gh = genesis.hash();
+    let tmp = tempfile::tempdir()?;
+    let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let store = Store::open_with_cache(&dir, &genesis, a.cache_mb * 1024 * 1024)?;
+    // Segment merges on their own thread, as the node runs them (CPU figures include them).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let merger = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = store.merge_segments() {
+                    eprintln!("merge failed: {e}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut report = serde_json::Map::new();
+    let say = |text: String| {
+        if !a.json {
+            println!("{text}");
+        }
+    };
+
+    // Sanity check of the generator: every document parses with the intended count.
+    let probe = provchain_storage::rdf::parse(
+        a.format,
+        &document(1, 7, a.triples as usize, a.format),
+        "x",
+    )?;
+    say(format!(
+        "workload: {} tx/block x {} triples/tx ({}), {} blocks",
+        a.txs,
+        probe.len(),
+        a.format.name(),
+        a.blocks
+    ));
+
+    // The blocks first (signing is not storage work), then the commits, timed as a whole:
+    // wall time from the first commit until the last merge due has finished, and the
+    // process's CPU time over the same span (commits and merges).
+    let mut parent = store.final_head()?;
+    let base = parent.height * a.txs;
+    let mut chain = Vec::with_capacity(a.blocks as usize);
+    for b in 0..a.blocks {
+        let txs: Vec<Transaction> = (0..a.txs)
+            .map(|t| {
+                let n = base + b * a.txs + t;
+                Transaction::sign(
+                    TxBody {
+                        format: a.format,
+                        data: document(1, n, a.triples as usize, a.format),
+                        submitter: node.public(),
+                        client: None,
+                        timestamp_ms: 1_700_000_000_000 + n,
+                    },
+                    &node,
+                    &gh,
+                )
+            })
+            .collect();
+        let slot = parent.slot + 1;
+        let block = Block::seal(
+            &parent,
+            slot,
+            1_700_000_000_000 + slot * 1000,
+            txs,
+            &authority,
+            &gh,
+        );
+        parent = block.header.clone();
+        chain.push(block);
+    }
+    let mut times = Vec::with_capacity(a.blocks as usize);
+    let rss_before = rss_mib();
+    let (phase, cpu0) = (Instant::now(), cpu_seconds());
+    for (k, block) in chain.iter().enumerate() {
+        if std::env::var("BENCH_RSS").is_ok() && k % 100 == 0 {
+            eprintln!("block {k}: rss {:.1} MiB", rss_mib());
+        }
+        let started = Instant::now();
+        if a.pending {
+            store.put_pending(block)?;
+        }
+        store.commit_final(std::slice::from_ref(block))?;
+        times.push(started.elapsed());
+    }
+    drop(chain);
+    while store.merge_due() {
+        store.merge_segments()?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let commit_wall = phase.elapsed();
+    let commit_cpu = cpu_seconds() - cpu0;
+    let rss_after = rss_mib();
+    let data_triples = store.data_triple_count();
+    let quads = store.triple_count();
+    times.sort();
+    let secs = commit_wall.as_secs_f64();
+    let committed = (a.blocks * a.txs) as f64 * probe.len() as f64;
+    let stats = store.storage_stats();
+    say(format!(
+        "commit: {:.0} data triples/s wall ({:.0} per CPU-second), {:.0} quads/s incl. metadata; \
+         block p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        committed / secs,
+        committed / commit_cpu.max(1e-9),
+        committed * quads as f64 / data_triples.max(1) as f64 / secs,
+        percentile(&times, 0.5) / 1000.0,
+        percentile(&times, 0.99) / 1000.0,
+        percentile(&times, 1.0) / 1000.0,
+    ));
+    store.flush()?;
+    let disk = store.size_on_disk()? as f64 / (1024.0 * 1024.0);
+    say(format!(
+        "store: {data_triples} data triples, {quads} quads, {} terms, {} segments \
+         ({} KiB of headers in memory), {disk:.1} MiB on disk; process RSS {rss_before:.0} MiB \
+         before the commits (blocks generated), {rss_after:.0} MiB after",
+        stats.terms,
+        stats.segments,
+        stats.header_bytes / 1024
+    ));
+    report.insert(
+        "commit".into(),
+        json!({
+            "blocks": a.blocks, "txs_per_block": a.txs, "triples_per_tx": probe.len(),
+            "format": a.format.name(),
+            "data_triples_per_s": committed / secs,
+            "data_triples_per_cpu_s": committed / commit_cpu.max(1e-9),
+            "block_ms_p50": percentile(&times, 0.5) / 1000.0,
+            "block_ms_p99": percentile(&times, 0.99) / 1000.0,
+            "block_ms_max": percentile(&times, 1.0) / 1000.0,
+            "stored_data_triples": data_triples, "stored_quads": quads,
+            "segments": stats.segments, "terms": stats.terms,
+            "header_bytes": stats.header_bytes, "disk_mib": disk,
+        }),
+    );
+
+    let limits = QueryLimits {
+        timeout: Duration::from_secs(60),
+        max_rows: 10_000_000,
+    };
+    let items = store.final_head()?.height * a.txs;
+    let mut timed = |name: &str,
+                     key: &str,
+                     make: &dyn Fn(u64) -> String|
+     -> Result<(), Box<dyn std::error::Error>> {
+        let mut lat = Vec::with_capacity(a.queries as usize);
+        let cpu0 = cpu_seconds();
+        for i in 0..a.queries {
+            // Spread over the whole dataset, old and new.
+            let n = (i * 7919 + 13) % items.max(1);
+            let q = make(n);
+            let started = Instant::now();
+            let out = store.sparql(&q, &limits)?;
+            lat.push(started.elapsed());
+            if !String::from_utf8_lossy(&out.body).contains("true")
+                && !String::from_utf8_lossy(&out.body).contains("value")
+            {
+                return Err(format!("{name}: no answer for {q}").into());
+            }
+        }
+        let cpu = cpu_seconds() - cpu0;
+        lat.sort();
+        say(format!(
+            "sparql {name}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs ({} queries, {:.0} µs CPU each)",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            percentile(&lat, 1.0),
+            a.queries,
+            cpu * 1e6 / a.queries as f64
+        ));
+        report.insert(
+            key.into(),
+            json!({"p50_us": percentile(&lat, 0.5), "p99_us": percentile(&lat, 0.99),
+                   "max_us": percentile(&lat, 1.0), "queries": a.queries}),
+        );
+        Ok(())
+    };
+    let skip = |p: &str| a.skip.iter().any(|s| s == p);
+    if !skip("lookup") {
+        timed("point lookup (ASK, one triple)", "point_lookup", &|n| {
+            let kind = ["batch", "shipment", "reading"][(n % 3) as usize];
+            let act = ["production", "transport", "measurement"][(n % 3) as usize];
+            format!(
+                "ASK {{ <http://example.org/supply/r1/{kind}/{n}> <http://www.w3.org/ns/prov#wasGeneratedBy> <http://example.org/supply/r1/{act}/{n}> }}"
+            )
+        })?;
+        timed(
+            "subject lookup (SELECT ?p ?o, ~10 rows)",
+            "subject_lookup",
+            &|n| {
+                let kind = ["batch", "shipment", "reading"][(n % 3) as usize];
+                format!("SELECT ?p ?o WHERE {{ <http://example.org/supply/r1/{kind}/{n}> ?p ?o }}")
+            },
+        )?;
+        timed(
+            "provenance of a triple (GRAPH ?g + chain metadata)",
+            "provenance_lookup",
+            &|n| {
+                let kind = ["batch", "shipment", "reading"][(n % 3) as usize];
+                let act = ["production", "transport", "measurement"][(n % 3) as usize];
+                format!(
+                    "PREFIX prov: <http://www.w3.org/ns/prov#> PREFIX pc: <urn:provchain:vocab#>
+                     SELECT ?g ?who ?block WHERE {{
+                       GRAPH ?g {{ <http://example.org/supply/r1/{kind}/{n}> prov:wasGeneratedBy <http://example.org/supply/r1/{act}/{n}> }}
+                       GRAPH <urn:provchain:chain> {{ ?g prov:wasAttributedTo ?who ; pc:inBlock ?block }}
+                     }}"
+                )
+            },
+        )?;
+    }
+    if !skip("join") {
+        let q = "PREFIX prov: <http://www.w3.org/ns/prov#>
+                 SELECT (COUNT(*) AS ?n) WHERE { ?e prov:wasGeneratedBy ?a . ?a prov:wasAssociatedWith <http://example.org/supply/agent/7> }";
+        let (started, cpu0) = (Instant::now(), cpu_seconds());
+        let out = store.sparql(q, &limits)?;
+        let (ms, cpu) = (started.elapsed().as_secs_f64() * 1e3, cpu_seconds() - cpu0);
+        let body = String::from_utf8_lossy(&out.body).to_string();
+        let n = body
+            .split("\"value\":\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or("?")
+            .to_owned();
+        say(format!(
+            "sparql two-pattern join (every entity generated by an activity of one agent, over all {} entities): {ms:.0} ms ({cpu:.2} s CPU) -> {n} rows",
+            items
+        ));
+        report.insert(
+            "join".into(),
+            json!({"ms": ms, "rows": n, "entities": items}),
+        );
+    }
+    if !skip("integrity") {
+        let started = Instant::now();
+        let r = store.validate_integrity(&mut |_, _| {})?;
+        let s = started.elapsed().as_secs_f64();
+        say(format!(
+            "validate_integrity: ok={} over {} blocks / {} tx in {s:.2} s",
+            r.ok, r.checked_blocks, r.checked_transactions
+        ));
+        report.insert("integrity".into(), json!({"ok": r.ok, "s": s}));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = merger.join();
+    if !skip("reopen") {
+        drop(store);
+        let started = Instant::now();
+        let store = Store::open(&dir, &genesis)?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        say(format!(
+            "reopen: {ms:.1} ms (head {}, {} segments)",
+            store.final_head()?.height,
+            store.storage_stats().segments
+        ));
+        report.insert("reopen_ms".into(), json!(ms));
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Object(report));
+    }
+    Ok(())
+}
