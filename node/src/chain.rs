@@ -276,6 +276,8 @@ pub struct Chain {
     last_sealed_slot: u64,
     /// Set while a sync batch imports: finality runs once at the end of the batch.
     defer_finality: bool,
+    /// Set when storage failed: the task stops and the node exits with an error.
+    fatal: Option<String>,
     metrics: Arc<Metrics>,
     p2p: P2pHandle,
     snapshot: watch::Sender<Snapshot>,
@@ -326,6 +328,7 @@ impl Chain {
             evidence: std::collections::VecDeque::new(),
             last_sealed_slot: 0,
             defer_finality: false,
+            fatal: None,
             metrics,
             p2p,
             snapshot: snap_tx,
@@ -392,6 +395,10 @@ impl Chain {
                 _ = housekeeping.tick() => self.release_held(),
             }
             self.publish_snapshot();
+            if let Some(reason) = &self.fatal {
+                tracing::error!("{reason}; stopping the chain task");
+                break;
+            }
         }
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
@@ -999,7 +1006,16 @@ impl Chain {
             .filter_map(|(h, _)| self.bodies.remove(h))
             .collect();
         let started = Instant::now();
-        let stats = tokio::task::block_in_place(|| self.store.commit_final(&blocks))?;
+        let stats = match tokio::task::block_in_place(|| self.store.commit_final(&blocks)) {
+            Ok(s) => s,
+            Err(e) => {
+                // The in-memory chain is now ahead of storage; carrying on would fail every
+                // later commit. Stop, so the supervisor shuts the node down with an error and a
+                // restart resumes from what storage holds.
+                self.fatal = Some(format!("committing final blocks failed: {e}"));
+                return Err(e.into());
+            }
+        };
         self.metrics
             .block_commit_seconds
             .observe(started.elapsed().as_secs_f64());
