@@ -1,7 +1,9 @@
 //! Fork choice and finality over the non-final part of the chain.
 //!
 //! The tree is rooted at the final head. Every non-final block known to the node hangs below it.
-//! The best head is the highest block, ties broken by the lowest hash. A block becomes final once
+//! The best head is the highest block, ties broken by the lowest hash — except that an authority
+//! never leaves the branch holding the last block it sealed for one no longer than it (which
+//! would let its blocks count towards finality on both branches). A block becomes final once
 //! the blocks from it up to the best head (itself included) were sealed by at least
 //! `finality_threshold(n)` distinct authorities; it and its ancestors then leave the tree, and
 //! every branch that does not descend from the new final head is pruned. Nothing below the root
@@ -36,6 +38,8 @@ pub struct ForkTree {
     nodes: HashMap<Hash, Entry>,
     root_children: Vec<Hash>,
     best: Hash,
+    /// The last block this node sealed, if it is an authority.
+    own_last: Option<Hash>,
 }
 
 /// What became final in one [`ForkTree::finalize`] call.
@@ -65,6 +69,7 @@ impl ForkTree {
             nodes: HashMap::new(),
             root_children: Vec::new(),
             best: root_hash,
+            own_last: None,
         }
     }
 
@@ -114,7 +119,18 @@ impl ForkTree {
         }
         let better = {
             let (best_hash, best) = self.best_head();
-            header.height > best.height || (header.height == best.height && hash < best_hash)
+            // Ties go to the lowest hash, except that an authority never leaves a branch holding
+            // the last block it sealed for an equally long one: switching on a tie let it seal on
+            // two competing branches, its blocks then counted towards finality on both, and two
+            // nodes could finalize different blocks at one height.
+            header.height > best.height
+                || (header.height == best.height
+                    && hash < best_hash
+                    && !self.own_last.is_some_and(|own| {
+                        hash != own
+                            && self.descends_from(&best_hash, &own)
+                            && !self.descends_from(&parent, &own)
+                    }))
         };
         self.nodes.insert(
             hash,
@@ -127,6 +143,25 @@ impl ForkTree {
             self.best = hash;
         }
         Ok(better)
+    }
+
+    /// Records the block this node is about to insert as its own seal, for the tie rule.
+    pub fn set_own(&mut self, hash: Hash) {
+        self.own_last = Some(hash);
+    }
+
+    /// Whether `ancestor` is `tip` or one of its ancestors in the tree.
+    fn descends_from(&self, tip: &Hash, ancestor: &Hash) -> bool {
+        let mut cur = *tip;
+        loop {
+            if cur == *ancestor {
+                return true;
+            }
+            match self.nodes.get(&cur) {
+                Some(e) => cur = e.header.parent_hash,
+                None => return false,
+            }
+        }
     }
 
     /// Hashes from just above the final head up to `hash`, lowest first.

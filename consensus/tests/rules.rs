@@ -465,6 +465,38 @@ fn longest_chain_wins_and_ties_break_on_lowest_hash() {
 }
 
 #[test]
+fn an_authority_does_not_leave_its_own_block_for_an_equally_long_branch() {
+    // Authority 0 sealed `mine`; a competing block of the same height with a lower hash
+    // arrives. Switching would let authority 0 seal on both branches, so its blocks would count
+    // towards finality of both: it keeps its own until the other branch is strictly longer.
+    let net = Net::new(3);
+    let g = net.genesis.block().header;
+    let mine = child(&net, &g, 4, 0);
+    let theirs = (0..1_000u64)
+        .map(|i| Block::seal(&g, 5, 5 * INTERVAL + i, vec![], &net.keys[2], &net.gh()).header)
+        .find(|t| t.hash() < mine.hash())
+        .expect("a competing block with a lower hash");
+    let mut tree = ForkTree::new(g.clone());
+    tree.set_own(mine.hash());
+    tree.insert(mine.clone()).expect("insert");
+    assert_eq!(tree.insert(theirs.clone()), Ok(false));
+    assert_eq!(
+        tree.best_head().0,
+        mine.hash(),
+        "left its own block on a tie"
+    );
+    // A node that sealed neither follows the lowest hash.
+    let mut other = ForkTree::new(g.clone());
+    other.insert(mine.clone()).expect("insert");
+    other.insert(theirs.clone()).expect("insert");
+    assert_eq!(other.best_head().0, mine.hash().min(theirs.hash()));
+    // Once the other branch is strictly longer, the authority follows it.
+    let longer = child(&net, &theirs, 20, 1);
+    assert_eq!(tree.insert(longer.clone()), Ok(true));
+    assert_eq!(tree.best_head().0, longer.hash());
+}
+
+#[test]
 fn a_minority_fork_never_finalizes_and_is_pruned() {
     let net = Net::new(3);
     let g = net.genesis.block().header;

@@ -728,6 +728,7 @@ impl Chain {
             }
         });
         let (height, ntx) = (block.header.height, block.transactions.len());
+        self.tree.set_own(block.hash());
         match self.import(block, Origin::Local, None) {
             Ok(()) => {
                 self.metrics.blocks_produced.inc();
