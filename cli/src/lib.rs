@@ -58,6 +58,9 @@ pub enum Command {
     Peers(node::PeersArgs),
     /// Submit an RDF document (Turtle, N-Triples or N-Quads) as a transaction.
     Submit(node::SubmitArgs),
+    /// Compute an RDF document's canonical digest (SHA-256 of its RDFC-1.0 form), optionally
+    /// finding the node's final transactions with the same statements.
+    Digest(node::DigestArgs),
     /// Run a SPARQL query against a node.
     Query(node::QueryArgs),
     /// Mint an HS256 API token (JWT) for a node that runs with JWT_SECRET.
@@ -129,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(a) => node::peers(&a),
         Command::Submit(a) => node::submit(&a),
         Command::Query(a) => node::query(&a),
+        Command::Digest(a) => node::digest(&a),
         Command::Token(a) => token::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Bench(a) => bench::run(&a),

@@ -85,6 +85,27 @@ pub struct SubmitArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct DigestArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Document format; default: from the extension (.ttl, .nt, .nq), else turtle.
+    #[arg(long, value_enum)]
+    pub format: Option<RdfFormat>,
+    /// Print the canonical (RDFC-1.0) N-Quads instead of the digest.
+    #[arg(long, conflicts_with = "find")]
+    pub canonical: bool,
+    /// Also list the node's final transactions with this digest.
+    #[arg(long)]
+    pub find: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The RDF document, or `-` for stdin.
+    #[arg(value_name = "FILE|-")]
+    pub input: String,
+}
+
+#[derive(Args, Debug)]
 pub struct QueryArgs {
     #[command(flatten)]
     pub node: NodeArgs,
@@ -254,6 +275,69 @@ fn read_input(arg: &str) -> anyhow::Result<String> {
             std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
         }
     }
+}
+
+/// Computes a document's canonical digest locally, as every node does for its transactions;
+/// with `--find`, asks the node which final transactions carry the same statements.
+pub fn digest(args: &DigestArgs) -> anyhow::Result<()> {
+    let format = args
+        .format
+        .or_else(|| {
+            crate::input_path(&args.input)
+                .as_deref()
+                .and_then(RdfFormat::from_path)
+        })
+        .unwrap_or(RdfFormat::Turtle);
+    let doc = read_input(&args.input)?;
+    let consensus_format = match format {
+        RdfFormat::Turtle => provchain_consensus::RdfFormat::Turtle,
+        RdfFormat::NTriples => provchain_consensus::RdfFormat::NTriples,
+        RdfFormat::NQuads => provchain_consensus::RdfFormat::NQuads,
+    };
+    let quads = provchain_storage::rdf::parse(consensus_format, &doc, "doc")
+        .map_err(|e| anyhow!("invalid {}: {e}", consensus_format.name()))?;
+    if args.canonical {
+        let text = provchain_storage::digest::canonical_nquads(&quads)
+            .map_err(|e| anyhow!("no canonical form: {e}"))?;
+        return output::emit(&text);
+    }
+    let digest = provchain_storage::digest::canonical_digest(&quads)
+        .map(hex::encode)
+        .map_err(|e| anyhow!("no canonical digest: {e}"))?;
+    if !args.find {
+        return if args.json {
+            output::print_json(&serde_json::json!({ "digest": digest }))
+        } else {
+            output::emit(&format!("{digest}\n"))
+        };
+    }
+    let client = NodeClient::new(&args.node.node, None)?;
+    let found = client.get_json(&format!("/api/transactions?digest={digest}"))?;
+    if args.json {
+        return output::print_json(&found);
+    }
+    let txs = found
+        .get("transactions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out = format!("{digest}\n");
+    if txs.is_empty() {
+        out.push_str("no final transaction on this node has these statements\n");
+    } else {
+        let rows: Vec<Vec<String>> = txs
+            .iter()
+            .map(|t| {
+                vec![
+                    text(t, "tx_id"),
+                    text(t, "block_height"),
+                    text(t, "block_hash"),
+                ]
+            })
+            .collect();
+        out.push_str(&output::table(&["TX", "HEIGHT", "BLOCK"], &rows));
+    }
+    output::emit(&out)
 }
 
 /// How often `--wait` asks about the transaction.

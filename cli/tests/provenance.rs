@@ -159,3 +159,57 @@ fn a_transaction_that_is_not_final_gets_no_proof() {
     assert_eq!(body["status"], "pending");
     assert!(body["error"].as_str().unwrap_or("").contains("not final"));
 }
+
+#[test]
+fn digest_finds_the_same_statements_however_they_were_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::dev(&dir.path().join("dev"), &[]);
+    let ttl = dir.path().join("reading.ttl");
+    std::fs::write(
+        &ttl,
+        "@prefix ex: <http://ex/> .\nex:sensor7 ex:reading [ ex:celsius 4.5 ; ex:at \"08:00\" ] .\n",
+    )
+    .expect("write");
+    let nt = dir.path().join("reading.nt");
+    std::fs::write(
+        &nt,
+        "_:r <http://ex/at> \"08:00\" .\n\
+         _:r <http://ex/celsius> \"4.5\"^^<http://www.w3.org/2001/XMLSchema#decimal> .\n\
+         <http://ex/sensor7> <http://ex/reading> _:r .\n",
+    )
+    .expect("write");
+    let (ttl, nt) = (
+        ttl.to_str().expect("test value"),
+        nt.to_str().expect("test value"),
+    );
+
+    // Offline, before anything is submitted: both files have one digest.
+    let offline = cli(&["digest", ttl]).ok().trim().to_owned();
+    assert_eq!(offline.len(), 64, "{offline}");
+    assert_eq!(cli(&["digest", nt]).ok().trim(), offline);
+    let canonical = cli(&["digest", "--canonical", nt]).ok().to_owned();
+    assert!(canonical.contains("_:c14n0"), "{canonical}");
+    let none = cli(&["digest", "--find", "--node", &node.url, ttl])
+        .ok()
+        .to_owned();
+    assert!(none.contains("no final transaction"), "{none}");
+
+    let tx = cli(&["submit", "--node", &node.url, "--wait", "--json", ttl]).json()["tx_id"]
+        .as_str()
+        .expect("tx_id")
+        .to_owned();
+    let found = cli(&["digest", "--find", "--json", "--node", &node.url, nt]).json();
+    assert_eq!(found["digest"], offline.as_str(), "{found}");
+    assert_eq!(found["transactions"][0]["tx_id"], tx.as_str(), "{found}");
+    let table = cli(&["digest", "--find", "--node", &node.url, nt])
+        .ok()
+        .to_owned();
+    assert!(table.contains(&tx), "{table}");
+
+    let bad = dir.path().join("bad.nt");
+    std::fs::write(&bad, "<http://ex/a> <http://ex/b> \"x\"").expect("write");
+    let err = cli(&["digest", bad.to_str().expect("test value")])
+        .fails()
+        .to_owned();
+    assert!(err.contains("invalid n-triples"), "{err}");
+}

@@ -20,7 +20,8 @@ use provchain_consensus::{
     Block, Genesis, Hash, InclusionProof, Keypair, RdfFormat, Transaction, TxBody,
 };
 use provchain_p2p::P2pHandle;
-use provchain_storage::{QueryLimits, SparqlError, Store, rdf};
+use provchain_storage::digest::{self, CanonicalDigest};
+use provchain_storage::{QueryLimits, SparqlError, Store, TxDigest, rdf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -99,7 +100,10 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/blockchain/archive", get(archive_entries))
         .route("/api/blocks", get(recent_blocks))
         .route("/api/blocks/{id}", get(one_block))
-        .route("/api/transactions", axum::routing::post(submit))
+        .route(
+            "/api/transactions",
+            get(transactions_by_digest).post(submit),
+        )
         .route("/api/transactions/{id}", get(transaction))
         .route("/api/transactions/{id}/proof", get(proof))
         .route("/sparql", get(sparql_get).post(sparql_post))
@@ -516,14 +520,15 @@ async fn submit(
     let (key, gh) = (s.keypair.clone(), s.genesis_hash);
     // Parse (rejecting bad RDF) and sign off the async workers.
     let checked = tokio::task::spawn_blocking(move || {
-        let triples = rdf::parse(body.format, &body.data, "check").map(|q| q.len());
-        (triples, Transaction::sign(body, &key, &gh))
+        let parsed = rdf::parse(body.format, &body.data, "check")
+            .map(|q| (q.len(), digest::canonical_digest(&q)));
+        (parsed, Transaction::sign(body, &key, &gh))
     })
     .await
     .map_err(internal)?;
     s.metrics.rdf_documents_parsed.inc();
-    let (triples, tx) = checked;
-    let triples = triples.map_err(|e| {
+    let (parsed, tx) = checked;
+    let (triples, canonical) = parsed.map_err(|e| {
         s.metrics.reject_tx("invalid_rdf");
         let mut err = bad_request(format!("invalid {}: {e}", format.name()));
         if let Some(l) = e.line {
@@ -551,7 +556,12 @@ async fn submit(
     })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "tx_id": id, "status": "pending", "triples": triples })),
+        Json(json!({
+            "tx_id": id,
+            "status": "pending",
+            "triples": triples,
+            "digest": canonical.ok().map(hex::encode),
+        })),
     )
         .into_response())
 }
@@ -570,6 +580,11 @@ async fn transaction(
             .block_by_height(loc.height)
             .map_err(internal)?
             .map(|b| b.hash());
+        let canonical = match s.store.tx_digest(&hash).map_err(internal)? {
+            Some(TxDigest::Sha256(d)) => Some(Ok(d)),
+            Some(TxDigest::Unavailable(why)) => Some(Err(why)),
+            None => None,
+        };
         return Ok(Json(tx_json(
             &tx,
             &hash,
@@ -577,6 +592,7 @@ async fn transaction(
             Some(loc.height),
             block_hash,
             Some(loc.triples as usize),
+            canonical,
             full,
         )));
     }
@@ -594,15 +610,21 @@ async fn transaction(
         } => (tx, "included", Some(height), Some(block_hash)),
     };
     let counted = tx.clone();
-    let triples = tokio::task::spawn_blocking(move || {
+    let parsed = tokio::task::spawn_blocking(move || {
         rdf::parse(counted.body.format, &counted.body.data, "count")
-            .map(|q| q.len())
             .ok()
+            .map(|q| {
+                (
+                    q.len(),
+                    digest::canonical_digest(&q).map_err(|e| e.to_string()),
+                )
+            })
     })
     .await
     .map_err(internal)?;
+    let (triples, canonical) = parsed.unzip();
     Ok(Json(tx_json(
-        &tx, &hash, status, height, block, triples, full,
+        &tx, &hash, status, height, block, triples, canonical, full,
     )))
 }
 
@@ -647,6 +669,66 @@ async fn proof(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<J
     }
 }
 
+#[derive(Deserialize)]
+struct DigestQuery {
+    digest: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most transactions one digest lookup returns.
+const DIGEST_LOOKUP_MAX: usize = 1000;
+
+/// Final transactions whose documents have the given canonical digest (`?digest=<hex>`).
+async fn transactions_by_digest(
+    State(s): State<AppState>,
+    Query(q): Query<DigestQuery>,
+) -> ApiResult<Json<Value>> {
+    let given = q.digest.ok_or_else(|| {
+        bad_request(
+            "missing `digest` parameter: GET /api/transactions?digest=<64 hex digits> finds \
+             final transactions by the canonical digest of their statements",
+        )
+    })?;
+    let digest: CanonicalDigest = hex::decode(given.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            bad_request(format!(
+                "`{given}` is not a canonical digest: expected 64 hex digits (SHA-256)"
+            ))
+        })?;
+    let limit = q.limit.unwrap_or(100).clamp(1, DIGEST_LOOKUP_MAX);
+    let store = s.store.clone();
+    let found = tokio::task::spawn_blocking(move || store.transactions_by_digest(&digest, limit))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    let mut txs = Vec::with_capacity(found.len());
+    for (id, loc) in found {
+        let block_hash = s
+            .store
+            .header_by_height(loc.height)
+            .map_err(internal)?
+            .map(|h| h.hash());
+        txs.push(json!({
+            "tx_id": id,
+            "status": "final",
+            "block_height": loc.height,
+            "block_hash": block_hash,
+            "index": loc.index,
+            "triples": loc.triples,
+        }));
+    }
+    Ok(Json(json!({
+        "digest": hex::encode(digest),
+        "transactions": txs,
+        "indexed_from_height": s.store.digests_from(),
+    })))
+}
+
+/// A transaction's JSON. `canonical` is its document's canonical digest, or why it has none;
+/// `None` when unknown (committed before this database had a digest index).
+#[allow(clippy::too_many_arguments)]
 fn tx_json(
     tx: &Transaction,
     id: &Hash,
@@ -654,8 +736,14 @@ fn tx_json(
     height: Option<u64>,
     block_hash: Option<Hash>,
     triples: Option<usize>,
+    canonical: Option<Result<CanonicalDigest, String>>,
     full: bool,
 ) -> Value {
+    let (digest, why) = match canonical {
+        Some(Ok(d)) => (Some(hex::encode(d)), None),
+        Some(Err(why)) => (None, Some(why)),
+        None => (None, None),
+    };
     let mut v = json!({
         "tx_id": id,
         "status": status,
@@ -666,7 +754,13 @@ fn tx_json(
         "timestamp_ms": tx.body.timestamp_ms,
         "format": tx.body.format.name(),
         "triples": triples,
+        "digest": digest,
     });
+    if let Some(why) = why
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("digest_unavailable".into(), Value::String(why));
+    }
     if full && let Some(o) = v.as_object_mut() {
         o.insert("data".into(), Value::String(tx.body.data.clone()));
     }

@@ -236,6 +236,83 @@ async fn bad_input_gets_clear_errors_and_the_node_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_same_statements_submitted_twice_share_a_canonical_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = NodeProc::dev(&dir.path().join("dev"));
+    node.wait_healthy().await;
+    let turtle = "@prefix ex: <http://ex/> .\n\
+                  ex:batch1 ex:madeFrom [ ex:lot \"L7\" ] ; ex:site ex:plant2 .";
+    let ntriples = "<http://ex/batch1> <http://ex/site> <http://ex/plant2> .\n\
+                    _:other <http://ex/lot> \"L7\" .\n\
+                    <http://ex/batch1> <http://ex/madeFrom> _:other .\n";
+    let (code, first) = node
+        .post("/api/transactions", "text/turtle", turtle.to_owned())
+        .await;
+    assert_eq!(code, 202, "{first}");
+    let (code, second) = node
+        .post(
+            "/api/transactions",
+            "application/n-triples",
+            ntriples.to_owned(),
+        )
+        .await;
+    assert_eq!(code, 202, "{second}");
+    let unrelated = node.submit("<http://ex/a> <http://ex/p> \"v\" .").await;
+    let digest = first["digest"]
+        .as_str()
+        .expect("submit returns the digest")
+        .to_owned();
+    assert_eq!(second["digest"], first["digest"]);
+    let (a, b) = (
+        first["tx_id"].as_str().expect("test value"),
+        second["tx_id"].as_str().expect("test value"),
+    );
+    assert_ne!(a, b, "two submissions are two transactions");
+    let fa = node.wait_final(a, Duration::from_secs(15)).await;
+    node.wait_final(b, Duration::from_secs(15)).await;
+    let fu = node.wait_final(&unrelated, Duration::from_secs(15)).await;
+    assert_eq!(
+        fa["digest"],
+        digest.as_str(),
+        "the stored digest is the one reported at submit"
+    );
+    // Without blank nodes the canonical form is the sorted N-Quads, so anyone can check it.
+    use sha2::{Digest, Sha256};
+    let expected = hex::encode(Sha256::digest(b"<http://ex/a> <http://ex/p> \"v\" .\n"));
+    assert_eq!(fu["digest"], expected.as_str());
+
+    let (code, found) = node
+        .get(&format!("/api/transactions?digest={digest}"))
+        .await;
+    assert_eq!(code, 200, "{found}");
+    let ids: Vec<&str> = found["transactions"]
+        .as_array()
+        .expect("transactions")
+        .iter()
+        .map(|t| t["tx_id"].as_str().expect("test value"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{found}");
+    assert!(ids.contains(&a) && ids.contains(&b), "{found}");
+    assert!(found["transactions"][0]["block_height"].as_u64().is_some());
+
+    let (code, none) = node
+        .get(&format!("/api/transactions?digest={}", "0".repeat(64)))
+        .await;
+    assert_eq!(
+        (code, none["transactions"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    for bad in ["/api/transactions?digest=xyz", "/api/transactions"] {
+        let (code, err) = node.get(bad).await;
+        assert_eq!(code, 400, "{bad}: {err}");
+        assert!(
+            err["error"].as_str().unwrap_or("").contains("digest"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn blank_nodes_stay_scoped_to_their_transaction() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut node = NodeProc::dev(&dir.path().join("dev"));

@@ -9,7 +9,7 @@
 //!   --triples N       triples per transaction, about (default 10)
 //!   --format F        turtle | ntriples (default turtle)
 //!   --queries N       point lookups to time (default 2000)
-//!   --skip LIST       phases to skip: lookup,join,graph,integrity,reopen
+//!   --skip LIST       phases to skip: lookup,join,graph,integrity,reopen,digest
 //!   --dir PATH        keep the database here (default: a temporary directory)
 //!   --json            one JSON object instead of text
 //!   --pending         write each block to the pending store first, as the node does
@@ -393,8 +393,82 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         report.insert("reopen_ms".into(), json!(ms));
     }
+    if !skip("digest") {
+        report.insert("digest_ms".into(), digest_costs(&say));
+    }
     if a.json {
         println!("{}", serde_json::Value::Object(report));
     }
     Ok(())
+}
+
+/// Canonical digest cost per document shape: typical, large, the largest look-alike structure
+/// within the bounds, and shapes the bounds refuse (which would take seconds or overflow the
+/// stack without them).
+fn digest_costs(say: &dyn Fn(String)) -> serde_json::Value {
+    use provchain_storage::{digest, rdf};
+    let nt = |lines: Vec<String>| lines.concat();
+    let shapes: Vec<(&str, String)> = vec![
+        (
+            "10 triples",
+            nt((0..10)
+                .map(|i| format!("<http://e/s{i}> <http://e/p> \"v{i}\" .\n"))
+                .collect()),
+        ),
+        (
+            "50,000 triples",
+            nt((0..50_000)
+                .map(|i| format!("<http://e/s{i}> <http://e/p> \"v{i}\" .\n"))
+                .collect()),
+        ),
+        (
+            "300 look-alike blank-node items",
+            nt((0..300)
+                .map(|c| {
+                    format!(
+                        "<http://e/ship> <http://e/item> _:b{c} .\n_:b{c} <http://e/n> \"1\" .\n"
+                    )
+                })
+                .collect()),
+        ),
+        (
+            "120-node look-alike chain",
+            nt((0..120)
+                .map(|i| format!("_:b{i} <http://e/next> _:b{} .\n", i + 1))
+                .collect()),
+        ),
+        (
+            "4,096-node look-alike ring (refused)",
+            nt((0..4096)
+                .map(|i| format!("_:b{i} <http://e/next> _:b{} .\n", (i + 1) % 4096))
+                .collect()),
+        ),
+        (
+            "7-clique of blank nodes (refused)",
+            nt((0..7)
+                .flat_map(|i| {
+                    (0..7)
+                        .filter(move |j| *j != i)
+                        .map(move |j| format!("_:n{i} <http://e/k> _:n{j} .\n"))
+                })
+                .collect()),
+        ),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, doc) in shapes {
+        let quads = rdf::parse(RdfFormat::NTriples, &doc, "bench").expect("bench document parses");
+        let runs = if quads.len() > 1000 { 3 } else { 50 };
+        let started = Instant::now();
+        let mut outcome = String::new();
+        for _ in 0..runs {
+            outcome = match digest::canonical_digest(&quads) {
+                Ok(_) => "digest".into(),
+                Err(e) => format!("no digest ({e})"),
+            };
+        }
+        let ms = started.elapsed().as_secs_f64() * 1e3 / runs as f64;
+        say(format!("canonical digest, {name}: {ms:.3} ms -> {outcome}"));
+        out.insert(name.into(), json!(ms));
+    }
+    serde_json::Value::Object(out)
 }

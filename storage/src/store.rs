@@ -39,6 +39,7 @@ use sophia_api::term::Term;
 
 use crate::dataset::{Core, SledDataset};
 use crate::dict::{self, PageCache, TermCaches, corrupt_dict, term_hash};
+use crate::digest::{self, CanonicalDigest, DigestError};
 use crate::error::{DatasetError, StorageError};
 use crate::rdf::{self, OwnedQuad};
 use crate::segment::{
@@ -76,6 +77,13 @@ const META_TRIPLES: &[u8] = b"triple_count";
 const META_DATA_TRIPLES: &[u8] = b"data_triple_count";
 const META_SEGMENTS: &[u8] = b"segments";
 const META_NEXT_SEGMENT: &[u8] = b"next_segment_id";
+/// First height whose transactions are in the digest index (databases created before the
+/// index existed start it at their head at the time).
+const META_DIGESTS_FROM: &[u8] = b"digests_from";
+/// Digest index keys: `D ‖ digest ‖ height ‖ index` → tx id, and `T ‖ tx id` → the digest
+/// (32 bytes) or `0x00 ‖ why there is none`.
+const DIGEST_BY_VALUE: u8 = b'D';
+const DIGEST_BY_TX: u8 = b'T';
 
 /// Where a final transaction lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,6 +93,15 @@ pub struct TxLocation {
     pub index: u32,
     /// Distinct statements the transaction's document holds.
     pub triples: u64,
+}
+
+/// A final transaction's canonical digest ([`crate::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxDigest {
+    /// SHA-256 of the RDFC-1.0 canonical N-Quads of the document.
+    Sha256(CanonicalDigest),
+    /// The document is beyond the canonicalization bounds; why.
+    Unavailable(String),
 }
 
 /// What a commit wrote.
@@ -138,6 +155,9 @@ pub(crate) struct Inner {
     pub(crate) terms: sled::Tree,
     /// Segment pages and headers ([`segment`]).
     pub(crate) segments: sled::Tree,
+    /// Canonical digests of final transactions ([`crate::digest`]), both ways.
+    pub(crate) digests: sled::Tree,
+    digests_from: AtomicU64,
     view: RwLock<Live>,
     /// Segments merged away, deleted once no reader holds them.
     graveyard: Mutex<Vec<Arc<Segment>>>,
@@ -577,6 +597,8 @@ struct Step {
     data_triples: u64,
     next_term_id: u64,
     head: Option<BlockHeader>,
+    /// Each transaction's id, height, index and canonical digest.
+    digests: Vec<(Hash, u64, u32, Result<CanonicalDigest, DigestError>)>,
 }
 
 /// RFC 3339 UTC timestamp with milliseconds from Unix milliseconds.
@@ -759,6 +781,8 @@ impl Store {
             meta: t("meta")?,
             terms: t("terms")?,
             segments: t("segments")?,
+            digests: t("digests")?,
+            digests_from: AtomicU64::new(0),
             view: RwLock::new(Arc::new(View {
                 head: genesis.block().header,
                 triples: 0,
@@ -802,6 +826,8 @@ impl Store {
         extra.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes());
         extra.insert(META_GENESIS, i.genesis.encode());
         extra.insert(META_GENESIS_HASH, &i.genesis_hash.0);
+        extra.insert(META_DIGESTS_FROM, &0u64.to_be_bytes());
+        i.digests.clear()?;
         let live = i.live();
         for step in self.plan(&[genesis_block], &live)? {
             self.apply_step(step, Some(&extra))?;
@@ -885,6 +911,21 @@ impl Store {
             next_term_id: next_term,
             segments: live,
         });
+        let digests_from = match i.meta.get(META_DIGESTS_FROM)? {
+            Some(v) => be_u64(Some(v), "digest index start")?,
+            None => {
+                let from = height + 1;
+                i.meta.insert(META_DIGESTS_FROM, &from.to_be_bytes())?;
+                i.db.flush()?;
+                tracing::warn!(
+                    from,
+                    "this database predates the canonical digest index; transactions below \
+                     height {from} have no digest"
+                );
+                from
+            }
+        };
+        i.digests_from.store(digests_from, Ordering::SeqCst);
         tracing::info!(height, head = %hash, "opened chain database");
         Ok(())
     }
@@ -1005,6 +1046,46 @@ impl Store {
             index: r.index,
             triples: r.triples,
         }))
+    }
+
+    /// The canonical digest of a final transaction's document: `None` when the transaction is
+    /// not final here or was committed before this database had a digest index.
+    pub fn tx_digest(&self, id: &Hash) -> Result<Option<TxDigest>, StorageError> {
+        let key = [&[DIGEST_BY_TX][..], &id.0].concat();
+        Ok(self
+            .inner
+            .digests
+            .get(key)?
+            .map(|v| match <[u8; 32]>::try_from(&v[..]) {
+                Ok(d) => TxDigest::Sha256(d),
+                Err(_) => TxDigest::Unavailable(
+                    String::from_utf8_lossy(v.get(1..).unwrap_or(&[])).into_owned(),
+                ),
+            }))
+    }
+
+    /// Final transactions whose documents have canonical digest `digest`, oldest first, at
+    /// most `limit`.
+    pub fn transactions_by_digest(
+        &self,
+        digest: &CanonicalDigest,
+        limit: usize,
+    ) -> Result<Vec<(Hash, TxLocation)>, StorageError> {
+        let prefix = [&[DIGEST_BY_VALUE][..], digest].concat();
+        let mut out = Vec::new();
+        for entry in self.inner.digests.scan_prefix(prefix).values().take(limit) {
+            let id = hash_value(&entry?, "digest index entry")?;
+            let loc = self.tx_location(&id)?.ok_or_else(|| {
+                StorageError::corrupt("digest index", format!("{id} is not a final transaction"))
+            })?;
+            out.push((id, loc));
+        }
+        Ok(out)
+    }
+
+    /// First height whose transactions are in the digest index.
+    pub fn digests_from(&self) -> u64 {
+        self.inner.digests_from.load(Ordering::SeqCst)
     }
 
     pub fn transaction(
@@ -1154,6 +1235,8 @@ impl Store {
                     let q = [it.intern(&s)?, it.intern(&p)?, it.intern(&o)?, cg];
                     cur.data.quads.push(q);
                 }
+                cur.digests
+                    .push((id, height, index, digest::canonical_digest(&parsed)));
                 cur.data.txs.push(TxRec {
                     id: id.0,
                     height,
@@ -1211,8 +1294,26 @@ impl Store {
             index.insert(&hash.0, &height.to_be_bytes());
             remove_pieces(&mut pending, &hash.0, encoded.len());
         }
-        let trees = [&i.blocks, &i.block_index, &i.pending, &i.meta];
-        let batches = [&blocks, &index, &pending, &meta];
+        let mut digests = sled::Batch::default();
+        for (tx, height, index, digest) in &step.digests {
+            let by_tx = [&[DIGEST_BY_TX][..], &tx.0].concat();
+            match digest {
+                Ok(d) => {
+                    let key = [
+                        &[DIGEST_BY_VALUE][..],
+                        d,
+                        &height.to_be_bytes(),
+                        &index.to_be_bytes(),
+                    ]
+                    .concat();
+                    digests.insert(key, &tx.0);
+                    digests.insert(by_tx, d);
+                }
+                Err(e) => digests.insert(by_tx, [&[0u8][..], e.to_string().as_bytes()].concat()),
+            }
+        }
+        let trees = [&i.blocks, &i.block_index, &i.pending, &i.meta, &i.digests];
+        let batches = [&blocks, &index, &pending, &meta, &digests];
         trees
             .as_slice()
             .transaction(|tt: &Vec<TransactionalTree>| {

@@ -873,6 +873,7 @@
           el("dt", "submitted"), el("dd", fmtTime(tx.timestamp_ms)),
           el("dt", "format"), el("dd", tx.format),
           el("dt", "triples"), el("dd", tx.triples === null || tx.triples === undefined ? "–" : String(tx.triples)),
+          el("dt", "canonical digest"), el("dd#tx-digest", tx.digest ? [code(short(tx.digest, 16), tx.digest), " ", el("a", { href: "/api/transactions?digest=" + tx.digest }, "same statements")] : el("span.muted", tx.digest_unavailable || "–")),
           el("dt", "named graph"), el("dd", code("urn:provchain:tx:" + tx.tx_id))
         )
       );
