@@ -99,6 +99,11 @@ pub mod domain {
     pub const MERKLE_LEAF: &str = "provchain 2026 merkle leaf v1";
     pub const MERKLE_NODE: &str = "provchain 2026 merkle node v1";
     pub const MERKLE_EMPTY: &str = "provchain 2026 merkle empty v1";
+    pub const GOVERNANCE_PROPOSAL_ID: &str = "provchain 2026 governance proposal id v1";
+    pub const GOVERNANCE_PROPOSAL_SIGNATURE: &str =
+        "provchain 2026 governance proposal signature v1";
+    pub const GOVERNANCE_VOTE_SIGNATURE: &str = "provchain 2026 governance vote signature v1";
+    pub const GOVERNANCE_ITEM_ID: &str = "provchain 2026 governance item id v1";
 }
 
 /// blake3 in key-derivation mode: `context` separates domains.

@@ -4,7 +4,8 @@
 //! [`Transaction`] — and their one canonical binary encoding ([`codec`]), the blake3 hashing and
 //! ed25519 signing with domain separation ([`crypto`]), the transaction Merkle tree
 //! ([`merkle`]), the Aura-style slot schedule ([`schedule`]), block validation with one error per
-//! rule ([`validate`]), and fork choice plus finality ([`forktree`]).
+//! rule ([`validate`]), fork choice plus finality ([`forktree`]), and the authority set at every
+//! height as changed by majority vote ([`governance`]).
 //!
 //! Nothing here performs I/O, spawns tasks or reads the clock: time is an argument. That keeps
 //! every rule deterministic and testable on hand-built block trees.
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod crypto;
 pub mod forktree;
 pub mod genesis;
+pub mod governance;
 pub mod merkle;
 pub mod proof;
 pub mod schedule;
@@ -25,6 +27,10 @@ pub use codec::{Decode, DecodeError, Encode};
 pub use crypto::{Hash, Keypair, PublicKey, Signature};
 pub use forktree::{Equivocation, Finalized, ForkError, ForkTree, Route, SlotRegistry};
 pub use genesis::{AuthoritySource, Genesis};
+pub use governance::{
+    Applied, AuthorityHistory, GovernanceAction, GovernanceError, GovernanceItem, GovernanceParams,
+    ItemError, OpenProposal, Proposal, ProposalStatus, ScheduledChange, SwitchPoint, Vote,
+};
 pub use merkle::{ProofStep, merkle_proof, merkle_root, verify_merkle_proof};
 pub use proof::{Claim, InclusionProof, ProofError};
 pub use schedule::{finality_threshold, leader, slot_at, slot_start_ms};
