@@ -139,6 +139,10 @@ pub enum Command {
         peer: PeerId,
         status: ChainStatus,
     },
+    /// The peer's last status claimed blocks it did not serve: forget its height.
+    DiscreditPeer {
+        peer: PeerId,
+    },
 }
 
 /// Result of importing a batch fetched by sync.
@@ -147,6 +151,9 @@ pub struct SyncOutcome {
     pub imported: usize,
     pub known: usize,
     pub failed: bool,
+    /// The peer served a block that breaks the rules (its reason), not one this node merely
+    /// could not place yet.
+    pub invalid: Option<&'static str>,
 }
 
 /// Cloneable access to the chain task.
@@ -210,6 +217,12 @@ impl ChainHandle {
 
     pub async fn peer_status(&self, peer: PeerId, status: ChainStatus) {
         let _ = self.tx.send(Command::PeerStatus { peer, status }).await;
+    }
+
+    /// Stops counting the height `peer` claimed (it did not serve it), so a lying peer cannot
+    /// make this node look behind.
+    pub async fn discredit_peer(&self, peer: PeerId) {
+        let _ = self.tx.send(Command::DiscreditPeer { peer }).await;
     }
 }
 
@@ -489,6 +502,12 @@ impl Chain {
                             self.count_rejection(&e);
                             debug!(peer = %from, error = %e, "sync import stopped");
                             outcome.failed = true;
+                            let fault = matches!(&e, ImportError::Rdf { .. })
+                                || matches!(&e, ImportError::Invalid(b)
+                                    if !matches!(b, BlockError::Early { .. }));
+                            if fault {
+                                outcome.invalid = Some(e.reason());
+                            }
                             break;
                         }
                     }
@@ -506,6 +525,11 @@ impl Chain {
             Command::PeerStatus { peer, status } => {
                 if let Some(h) = self.peers.get_mut(&peer) {
                     *h = status.best_height;
+                }
+            }
+            Command::DiscreditPeer { peer } => {
+                if let Some(h) = self.peers.get_mut(&peer) {
+                    *h = 0;
                 }
             }
         }
@@ -560,6 +584,15 @@ impl Chain {
                 debug!(%peer, "refused connection from a peer that is not allowed");
                 self.metrics.peers_refused.inc();
             }
+            P2pEvent::PeerBanned {
+                peer,
+                reason,
+                duration,
+            } => {
+                warn!(%peer, %reason, secs = duration.as_secs(), "peer banned for misbehaviour");
+                self.metrics.peers_banned.inc();
+                self.peers.remove(&peer);
+            }
             P2pEvent::InvalidMessage { from, kind, reason } => {
                 debug!(peer = %from, kind, reason, "invalid peer message");
                 self.metrics.invalid_message(kind);
@@ -569,21 +602,31 @@ impl Chain {
                 message_id,
                 block,
             } => {
-                if let Some(h) = self.peers.get_mut(&from) {
-                    *h = (*h).max(block.header.height);
-                }
+                let height = block.header.height;
                 let verdict = match self.import(block, Origin::Gossip, Some(from)) {
-                    Ok(()) => Verdict::Accept,
+                    Ok(()) => {
+                        // Only a block that passed validation says how far the peer is.
+                        if let Some(h) = self.peers.get_mut(&from) {
+                            *h = (*h).max(height);
+                        }
+                        Verdict::Accept
+                    }
                     Err(e) => {
                         let v = match &e {
                             ImportError::Known | ImportError::Orphan(_) | ImportError::Stale(_) => {
                                 Verdict::Ignore
                             }
-                            ImportError::Invalid(BlockError::Early { .. }) => Verdict::Ignore,
+                            // A slot ahead of our clock: either side's clock may be wrong,
+                            // so it is counted and reported (`future_slot`), not penalised.
+                            ImportError::Invalid(
+                                BlockError::Early { .. } | BlockError::FutureSlot { .. },
+                            ) => Verdict::Ignore,
                             ImportError::Storage(_) => Verdict::Ignore,
                             _ => Verdict::Reject,
                         };
-                        if v == Verdict::Reject {
+                        let future =
+                            matches!(e, ImportError::Invalid(BlockError::FutureSlot { .. }));
+                        if v == Verdict::Reject || future {
                             warn!(peer = %from, error = %e, "rejected block");
                         }
                         self.count_rejection(&e);
@@ -667,9 +710,17 @@ impl Chain {
         let parsed =
             tokio::task::block_in_place(|| rdf::parse(tx.body.format, &tx.body.data, "check"));
         self.metrics.rdf_documents_parsed.inc();
-        if parsed.is_err() {
-            self.metrics.reject_tx("invalid_rdf");
-            return Verdict::Reject;
+        match parsed {
+            Err(_) => {
+                self.metrics.reject_tx("invalid_rdf");
+                return Verdict::Reject;
+            }
+            Ok(q) if q.len() > crate::api::MAX_TX_STATEMENTS => {
+                // The API refuses these; a peer that gossips one bypassed it.
+                self.metrics.reject_tx("too_many_statements");
+                return Verdict::Reject;
+            }
+            Ok(_) => {}
         }
         match self.admit(id, tx, true) {
             Ok(()) => Verdict::Accept,

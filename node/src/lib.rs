@@ -295,9 +295,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         });
     }
     {
-        let (s, c, p) = (shutdown.clone(), chain_handle.clone(), p2p.clone());
+        let (s, c, p, m) = (
+            shutdown.clone(),
+            chain_handle.clone(),
+            p2p.clone(),
+            metrics.clone(),
+        );
         tasks.spawn(async move {
-            sync::run(c, p, sync_rx, s).await;
+            sync::run(c, p, m, sync_rx, s).await;
             "sync"
         });
     }

@@ -70,6 +70,8 @@ const TX_REJECT_REASONS: &[&str] = &[
     "invalid_envelope",
     "too_many_statements",
 ];
+/// Ways a peer's sync answers lie.
+pub const SYNC_MISBEHAVIOUR_REASONS: &[&str] = &["unserved_head", "invalid_block", "bad_response"];
 
 pub struct Metrics {
     registry: Registry,
@@ -77,6 +79,8 @@ pub struct Metrics {
     pub final_height: Gauge,
     pub peers_connected: Gauge,
     pub peers_refused: Counter,
+    pub peers_banned: Counter,
+    pub sync_misbehaviour: Family<ReasonLabel, Counter>,
     pub blocks_produced: Counter,
     pub blocks_imported: Counter,
     pub blocks_rejected: Family<ReasonLabel, Counter>,
@@ -119,6 +123,8 @@ impl Metrics {
             final_height: Gauge::default(),
             peers_connected: Gauge::default(),
             peers_refused: Counter::default(),
+            peers_banned: Counter::default(),
+            sync_misbehaviour: Family::default(),
             blocks_produced: Counter::default(),
             blocks_imported: Counter::default(),
             blocks_rejected: Family::default(),
@@ -162,6 +168,16 @@ impl Metrics {
             "peers_refused",
             "Connections refused because the peer is not allowed",
             m.peers_refused.clone(),
+        );
+        r.register(
+            "peers_banned",
+            "Peers disconnected and banned for repeated misbehaviour",
+            m.peers_banned.clone(),
+        );
+        r.register(
+            "sync_misbehaviour",
+            "Sync answers that lied (a head the peer did not serve, invalid blocks), by reason",
+            m.sync_misbehaviour.clone(),
         );
         r.register(
             "blocks_produced",
@@ -274,6 +290,11 @@ impl Metrics {
                 reason: (*reason).into(),
             });
         }
+        for reason in SYNC_MISBEHAVIOUR_REASONS {
+            let _ = m.sync_misbehaviour.get_or_create(&ReasonLabel {
+                reason: (*reason).into(),
+            });
+        }
         for reason in TX_REJECT_REASONS {
             let _ = m.transactions_rejected.get_or_create(&ReasonLabel {
                 reason: (*reason).into(),
@@ -292,6 +313,14 @@ impl Metrics {
 
     pub fn reject_tx(&self, reason: &str) {
         self.transactions_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn sync_misbehaved(&self, reason: &str) {
+        self.sync_misbehaviour
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })

@@ -5,15 +5,24 @@
 //! peer's best chain from our final height in batches of [`SYNC_BATCH`] blocks, handing each
 //! batch to the chain task (which validates every block). Network waits happen here, never in
 //! the chain task.
+//!
+//! A peer whose answers lie — a head it does not serve, blocks that break the rules, answers
+//! that do not fit the question — is penalised (a strike toward a ban, see
+//! [`provchain_p2p::P2pConfig::max_strikes`]), counted in `provchain_sync_misbehaviour_total`,
+//! and its claimed height stops counting for [`DISCREDIT_FOR`], so it cannot make this node
+//! look behind (`/ready`) or keep it fetching.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use provchain_p2p::{P2pHandle, PeerId};
+use provchain_p2p::{P2pError, P2pHandle, PeerId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::chain::{ChainHandle, SYNC_BATCH};
+use crate::metrics::Metrics;
 
 /// How often peers are polled for their status when nothing else wakes the task.
 const SYNC_TICK: Duration = Duration::from_secs(2);
@@ -21,19 +30,35 @@ const SYNC_TICK: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wake-ups queued (peer connects, orphans); extra ones are dropped, the tick catches up.
 pub const WAKEUP_QUEUE: usize = 64;
+/// How long a peer caught lying is not synced from and its claimed height not counted.
+pub const DISCREDIT_FOR: Duration = Duration::from_secs(300);
+
+struct Syncer {
+    chain: ChainHandle,
+    p2p: P2pHandle,
+    metrics: Arc<Metrics>,
+    discredited: HashMap<PeerId, Instant>,
+}
 
 pub async fn run(
     chain: ChainHandle,
     p2p: P2pHandle,
+    metrics: Arc<Metrics>,
     mut wakeups: mpsc::Receiver<PeerId>,
     shutdown: CancellationToken,
 ) {
+    let mut s = Syncer {
+        chain,
+        p2p,
+        metrics,
+        discredited: HashMap::new(),
+    };
     let mut tick = tokio::time::interval(SYNC_TICK);
     loop {
         let mut targets = tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(peer) = wakeups.recv() => vec![peer],
-            _ = tick.tick() => p2p.peers().await.into_iter().map(|p| p.peer_id).collect(),
+            _ = tick.tick() => s.p2p.peers().await.into_iter().map(|p| p.peer_id).collect(),
         };
         while let Ok(peer) = wakeups.try_recv() {
             if !targets.contains(&peer) {
@@ -44,23 +69,56 @@ pub async fn run(
             if shutdown.is_cancelled() {
                 break;
             }
-            sync_with(&chain, &p2p, peer).await;
+            s.sync_with(peer).await;
+        }
+        s.discredited.retain(|_, at| at.elapsed() < DISCREDIT_FOR);
+    }
+}
+
+impl Syncer {
+    /// Records that `peer` lied: strike, metric, and its claims stop counting for a while.
+    async fn misbehaved(&mut self, peer: PeerId, reason: &'static str, detail: String) {
+        warn!(%peer, reason, %detail, "peer sync answer lied");
+        self.metrics.sync_misbehaved(reason);
+        self.discredited.insert(peer, Instant::now());
+        self.chain.discredit_peer(peer).await;
+        self.p2p.penalise(peer, format!("sync: {detail}")).await;
+    }
+
+    async fn sync_with(&mut self, peer: PeerId) {
+        if self.discredited.contains_key(&peer) {
+            return;
+        }
+        match sync_with(&self.chain, &self.p2p, peer).await {
+            Ok(()) => {}
+            Err((reason, detail)) => self.misbehaved(peer, reason, detail).await,
         }
     }
 }
 
-async fn sync_with(chain: &ChainHandle, p2p: &P2pHandle, peer: PeerId) {
+/// Syncs from `peer`; `Err` names how its answers lied.
+async fn sync_with(
+    chain: &ChainHandle,
+    p2p: &P2pHandle,
+    peer: PeerId,
+) -> Result<(), (&'static str, String)> {
     let status = match tokio::time::timeout(REQUEST_TIMEOUT, p2p.request_status(peer)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return debug!(%peer, error = %e, "status request failed"),
-        Err(_) => return debug!(%peer, "status request timed out"),
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "status request failed");
+            return Ok(());
+        }
+        Err(_) => {
+            debug!(%peer, "status request timed out");
+            return Ok(());
+        }
     };
     chain.peer_status(peer, status).await;
     let snap = chain.snapshot();
     let ahead = status.best_height > snap.best_height
         || (status.best_height == snap.best_height && status.best_hash < snap.best_hash);
     if !ahead {
-        return;
+        return Ok(());
     }
     let mut from = snap.final_height + 1;
     let behind = status.best_height.saturating_sub(snap.best_height);
@@ -73,23 +131,49 @@ async fn sync_with(chain: &ChainHandle, p2p: &P2pHandle, peer: PeerId) {
                 .await
             {
                 Ok(Ok(b)) => b,
-                Ok(Err(e)) => return debug!(%peer, error = %e, "blocks request failed"),
-                Err(_) => return debug!(%peer, "blocks request timed out"),
+                Ok(Err(e @ P2pError::InvalidResponse { .. })) => {
+                    return Err(("bad_response", e.to_string()));
+                }
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "blocks request failed");
+                    return Ok(());
+                }
+                Err(_) => {
+                    debug!(%peer, "blocks request timed out");
+                    return Ok(());
+                }
             };
         let n = blocks.len() as u64;
         if n == 0 {
-            return;
+            // Best heights never decrease under the longest-chain rule, so an honest peer
+            // serves up to the head it just reported.
+            if from <= status.best_height {
+                return Err((
+                    "unserved_head",
+                    format!(
+                        "reported head height {} but served nothing from height {from}",
+                        status.best_height
+                    ),
+                ));
+            }
+            return Ok(());
         }
         let outcome = chain.import_synced(blocks, peer).await;
+        if let Some(reason) = outcome.invalid {
+            return Err((
+                "invalid_block",
+                format!("served a block rejected as {reason}"),
+            ));
+        }
         if outcome.failed {
-            return;
+            return Ok(());
         }
         from += n;
         if behind > u64::from(SYNC_BATCH) && outcome.imported > 0 {
             info!(%peer, height = from - 1, target = status.best_height, "sync progress");
         }
         if n < u64::from(SYNC_BATCH) || from > status.best_height {
-            return;
+            return Ok(());
         }
     }
 }

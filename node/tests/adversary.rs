@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
 use provchain_consensus::{Block, BlockHeader, Hash, RdfFormat, Transaction, TxBody};
 use provchain_node::keys::dev_key;
-use provchain_p2p::{P2pConfig, P2pHandle, PeerId};
+use provchain_p2p::{ChainStatus, P2pConfig, P2pEvent, P2pHandle, PeerId};
 
 const LONG: Duration = Duration::from_secs(60);
 const ADVERSARY_KEY: u32 = 7;
@@ -85,7 +87,32 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
     cfg.bootstrap = vec![n1.p2p_addr()];
     cfg.authorities = (1..=3).map(|i| dev_key(i).public()).collect();
     let (p2p, mut events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    // Sync requests go unanswered until `lie` is set; then the adversary claims a head a
+    // million blocks ahead and serves nothing of it.
+    let lie = Arc::new(AtomicBool::new(false));
+    let lying = lie.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            if !lying.load(Ordering::SeqCst) {
+                continue;
+            }
+            match ev {
+                P2pEvent::StatusRequest { reply, .. } => {
+                    let _ = reply.send(ChainStatus {
+                        genesis_hash,
+                        best_height: 1_000_000,
+                        best_hash: Hash([7; 32]),
+                        final_height: 999_999,
+                        final_hash: Hash([8; 32]),
+                    });
+                }
+                P2pEvent::BlocksRequest { reply, .. } => {
+                    let _ = reply.send(Vec::new());
+                }
+                _ => {}
+            }
+        }
+    });
     let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
     wait_for(
         "adversary connected to node1 and sees its block topic",
@@ -94,6 +121,29 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
             let s = p2p.stats().await;
             let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
             (connected && s.block_topic_peers >= 1).then_some(())
+        },
+    )
+    .await;
+
+    // Sync answers that lie: a far head it does not serve. Node 1 counts it and stops
+    // believing the claim, so it neither looks behind (/ready) nor keeps fetching.
+    lie.store(true, Ordering::SeqCst);
+    wait_for("node1 counts the unserved head", LONG, || async {
+        (n1.metric("provchain_sync_misbehaviour_total{reason=\"unserved_head\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    wait_for(
+        "node1 ignores the claimed height and is ready",
+        LONG,
+        || async {
+            let (_, status) = n1.get("/api/status").await;
+            let (ready, _) = n1.get("/ready").await;
+            let believed = status["peer_best_height"].as_u64().unwrap_or(u64::MAX);
+            (believed < 1_000_000 && ready == 200).then_some(())
         },
     )
     .await;
@@ -199,5 +249,78 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
         assert_eq!(n.metric("provchain_equivocations_total").await, Some(0.0));
         assert!(!n.peer_ids().await.contains(&dev_peer_id(ADVERSARY_KEY)));
     }
+
+    // A flood of forged transactions and blocks: every one is rejected and counted, and the
+    // strikes add up to a ban that disconnects the adversary.
+    let forged_txs_before = n1
+        .metric("provchain_transactions_rejected_total{reason=\"invalid_envelope\"}")
+        .await
+        .unwrap_or(0.0);
+    let adversary = dev_peer_id(ADVERSARY_KEY);
+    let rejected_txs = || async {
+        n1.metric("provchain_transactions_rejected_total{reason=\"invalid_envelope\"}")
+            .await
+            .unwrap_or(0.0)
+    };
+    let banned = || async {
+        n1.metric("provchain_peers_banned_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    };
+    let key = dev_key(ADVERSARY_KEY);
+    let flood_until = std::time::Instant::now() + LONG;
+    let mut i = 0u64;
+    while !banned().await && std::time::Instant::now() < flood_until {
+        // One forged transaction at a time: each is rejected (a strike), or, while gossipsub
+        // has graylisted the sender, dropped unseen (a strike per second of graylisting).
+        let before = rejected_txs().await;
+        let mut tx = Transaction::sign(
+            TxBody {
+                format: RdfFormat::NTriples,
+                data: format!("<http://evil/{i}> <http://says> \"flood\" ."),
+                submitter: key.public(),
+                client: None,
+                timestamp_ms: now_ms(),
+            },
+            &key,
+            &gh,
+        );
+        i += 1;
+        tx.signature.0[0] ^= 0x01;
+        let _ = p2p.publish_tx(&tx).await;
+        let counted = tokio::time::timeout(Duration::from_secs(2), async {
+            while rejected_txs().await <= before && !banned().await {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        let _ = counted;
+    }
+    assert!(
+        rejected_txs().await > forged_txs_before,
+        "forged transactions are rejected and counted"
+    );
+    wait_for("node1 bans the adversary", LONG, || async {
+        (n1.metric("provchain_peers_banned_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+    wait_for("the adversary is disconnected", LONG, || async {
+        (!n1.peer_ids().await.contains(&adversary)).then_some(())
+    })
+    .await;
+    // Nothing of the flood is on the chain, and the network still finalizes.
+    let target = n1.final_height().await + 2;
+    for n in [&n1, &n2, &n3] {
+        n.wait_final_height(target, LONG).await;
+    }
+    assert_eq!(
+        n1.sparql("ASK { ?s <http://says> \"flood\" }").await["boolean"],
+        false
+    );
     p2p.shutdown().await;
 }

@@ -30,6 +30,10 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<SyncResponse, P2pError>>,
     },
     Shutdown(oneshot::Sender<()>),
+    Penalise {
+        peer: PeerId,
+        reason: String,
+    },
     /// Test hook: answer every sync request with these bytes instead of the node's answer.
     #[cfg(test)]
     GarbageResponses(Option<Vec<u8>>),
@@ -154,6 +158,18 @@ impl P2pHandle {
             SyncResponse::Error(reason) => Err(P2pError::Refused { peer, reason }),
             other => Ok(other),
         }
+    }
+
+    /// Records a misbehaviour the node found (e.g. a sync answer that lies). Like a rejected
+    /// message, it is a strike; at [`crate::P2pConfig::max_strikes`] the peer is banned.
+    pub async fn penalise(&self, peer: PeerId, reason: impl Into<String>) {
+        let _ = self
+            .commands
+            .send(Command::Penalise {
+                peer,
+                reason: reason.into(),
+            })
+            .await;
     }
 
     /// Stops the swarm task: listeners close and connections drop. Returns once it stopped.

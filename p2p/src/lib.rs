@@ -119,6 +119,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(30);
 /// Default [`P2pConfig::request_timeout`].
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`P2pConfig::max_strikes`]. Honest peers forward only what they validated, so
+/// strikes come from faulty or hostile peers; the margin covers configuration differences
+/// (e.g. a lower size limit here) without banning a well-meaning peer for one message.
+pub const DEFAULT_MAX_STRIKES: u32 = 20;
+/// Default [`P2pConfig::ban_duration`].
+pub const DEFAULT_BAN_DURATION: Duration = Duration::from_secs(300);
+/// A peer's strikes are forgotten after this long without a new one.
+pub const STRIKE_MEMORY: Duration = Duration::from_secs(600);
 /// Default P2P port (spec §6).
 pub const DEFAULT_PORT: u16 = 30333;
 
@@ -150,6 +158,12 @@ pub struct P2pConfig {
     pub request_timeout: Duration,
     /// Gossipsub heartbeat; mesh maintenance and gossip run at this pace.
     pub heartbeat_interval: Duration,
+    /// Misbehaviour strikes (rejected or undecodable messages, lying sync answers) after which
+    /// a peer is disconnected and banned for [`P2pConfig::ban_duration`]. Strikes are forgotten
+    /// after [`STRIKE_MEMORY`] without a new one.
+    pub max_strikes: u32,
+    /// How long a banned peer is refused (inbound and outbound) before it may connect again.
+    pub ban_duration: Duration,
 }
 
 impl P2pConfig {
@@ -184,6 +198,8 @@ impl Default for P2pConfig {
             bootstrap_interval: DEFAULT_BOOTSTRAP_INTERVAL,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             heartbeat_interval: Duration::from_millis(700),
+            max_strikes: DEFAULT_MAX_STRIKES,
+            ban_duration: DEFAULT_BAN_DURATION,
         }
     }
 }
@@ -319,6 +335,8 @@ pub struct NetworkStats {
     pub dropped_gossip: u64,
     /// Sync requests answered "busy" (node too slow or too many pending).
     pub busy_requests: u64,
+    /// Peers banned for misbehaviour since start.
+    pub peers_banned: u64,
 }
 
 /// What the swarm task tells the node.
@@ -362,6 +380,13 @@ pub enum P2pEvent {
     },
     /// A connection from or to a peer that is not allowed was refused.
     PeerRefused { peer: PeerId },
+    /// A peer reached [`P2pConfig::max_strikes`]: it is disconnected and refused until the ban
+    /// ends. `reason` is its last offence.
+    PeerBanned {
+        peer: PeerId,
+        reason: String,
+        duration: Duration,
+    },
 }
 
 /// The libp2p PeerId of an ed25519 key: authorities' PeerIds follow from genesis.

@@ -40,6 +40,8 @@ const GOSSIP_ENVELOPE_SLACK: usize = 4096;
 const MAX_CONCURRENT_SYNC_STREAMS: usize = 16;
 /// How often due bootstrap redials are checked; the granularity of the backoff.
 const REDIAL_TICK: Duration = Duration::from_millis(500);
+/// A graylisted peer gets at most one strike this often for being graylisted.
+const GRAYLIST_STRIKE_EVERY: Duration = Duration::from_secs(1);
 /// A discovered (non-bootstrap) peer is dialed at most this often, so repeated Kademlia
 /// results for an unreachable peer do not become a dial storm.
 const DISCOVERED_REDIAL_MIN: Duration = Duration::from_secs(5);
@@ -373,6 +375,10 @@ pub(crate) fn spawn(cfg: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEven
         local_peer_id,
         allowed,
         authorities,
+        max_strikes: cfg.max_strikes.max(1),
+        ban_duration: cfg.ban_duration,
+        strikes: HashMap::new(),
+        banned: HashMap::new(),
         events: ev_tx,
         outbox: VecDeque::new(),
         peers: HashMap::new(),
@@ -467,6 +473,12 @@ struct Service {
     local_peer_id: PeerId,
     allowed: HashSet<PeerId>,
     authorities: HashSet<PeerId>,
+    max_strikes: u32,
+    ban_duration: Duration,
+    /// Strikes per peer and when the last one came.
+    strikes: HashMap<PeerId, (u32, Instant)>,
+    /// Banned peers and when their ban ends.
+    banned: HashMap<PeerId, Instant>,
     events: mpsc::Sender<P2pEvent>,
     outbox: VecDeque<P2pEvent>,
     peers: HashMap<PeerId, PeerState>,
@@ -511,7 +523,11 @@ impl Service {
                         self.outbox.clear();
                     }
                 }
-                _ = redial.tick() => self.redial_due(),
+                _ = redial.tick() => {
+                    self.strike_graylisted();
+                    self.expire_bans();
+                    self.redial_due();
+                }
                 _ = bootstrap.tick() => self.periodic_bootstrap(),
             }
         }
@@ -551,7 +567,90 @@ impl Service {
     fn invalid(&mut self, from: PeerId, kind: &'static str, reason: String) {
         debug!(%from, kind, %reason, "invalid message");
         self.stats.invalid_messages += 1;
+        self.strike(from, &format!("invalid {kind}: {reason}"));
         self.emit_control(P2pEvent::InvalidMessage { from, kind, reason });
+    }
+
+    /// Counts one misbehaviour of `peer`; at the limit, disconnects and bans it.
+    fn strike(&mut self, peer: PeerId, reason: &str) {
+        if peer == self.local_peer_id || self.banned.contains_key(&peer) {
+            return;
+        }
+        let now = Instant::now();
+        let entry = self.strikes.entry(peer).or_insert((0, now));
+        if now.duration_since(entry.1) > crate::STRIKE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 += 1;
+        entry.1 = now;
+        if entry.0 < self.max_strikes {
+            return;
+        }
+        self.ban(peer, reason);
+    }
+
+    /// Disconnects `peer` and refuses it until the ban ends.
+    fn ban(&mut self, peer: PeerId, reason: &str) {
+        let now = Instant::now();
+        self.strikes.remove(&peer);
+        self.banned.insert(peer, now + self.ban_duration);
+        self.stats.peers_banned += 1;
+        warn!(
+            %peer,
+            strikes = self.max_strikes,
+            ban_secs = self.ban_duration.as_secs(),
+            last = reason,
+            "banning a misbehaving peer"
+        );
+        // Closes every connection to it and refuses new ones, both ways.
+        self.swarm.behaviour_mut().allow.disallow_peer(peer);
+        self.emit_control(P2pEvent::PeerBanned {
+            peer,
+            reason: reason.to_owned(),
+            duration: self.ban_duration,
+        });
+    }
+
+    /// A strike per second for each connected peer whose gossip score is at the graylist
+    /// threshold: gossipsub then ignores what it sends, so its messages no longer reach
+    /// validation to add strikes themselves; a peer that keeps misbehaving still reaches the
+    /// ban, one that stops recovers as its score decays back.
+    fn strike_graylisted(&mut self) {
+        let graylist = gossipsub::PeerScoreThresholds::default().graylist_threshold;
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let now = Instant::now();
+        let muted: Vec<PeerId> = self
+            .peers
+            .keys()
+            .filter(|p| gossip.peer_score(p).is_some_and(|s| s <= graylist))
+            .filter(|p| {
+                self.strikes
+                    .get(p)
+                    .is_none_or(|(_, last)| now.duration_since(*last) >= GRAYLIST_STRIKE_EVERY)
+            })
+            .copied()
+            .collect();
+        for peer in muted {
+            self.strike(peer, "gossip score at the graylist threshold");
+        }
+    }
+
+    /// Lets peers whose ban has ended connect again (if they are still allowed).
+    fn expire_bans(&mut self) {
+        let now = Instant::now();
+        let ended: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in ended {
+            self.banned.remove(&peer);
+            if self.allowed.contains(&peer) {
+                self.swarm.behaviour_mut().allow.allow_peer(peer);
+            }
+            info!(%peer, "ban ended");
+        }
     }
 
     // ---- commands -----------------------------------------------------------------------
@@ -578,7 +677,11 @@ impl Service {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&msg.id, &msg.source, acceptance);
+                if verdict == Verdict::Reject {
+                    self.strike(msg.source, "sent a message the node rejected");
+                }
             }
+            Command::Penalise { peer, reason } => self.strike(peer, &reason),
             Command::Peers(reply) => {
                 let peers = self
                     .peers

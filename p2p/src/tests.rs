@@ -510,6 +510,74 @@ async fn garbage_gossip_and_sync_bytes_are_rejected_without_panic() {
 }
 
 #[tokio::test]
+async fn a_peer_that_keeps_misbehaving_is_banned_then_let_back() {
+    let g = genesis(2);
+    let mut cfg1 = config(1, &g, vec![]);
+    cfg1.max_strikes = 4;
+    cfg1.ban_duration = Duration::from_secs(3);
+    let mut n1 = Node::start(cfg1).await;
+    // Node 2 redials node 1 (its bootstrap peer) while disconnected.
+    let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
+    n1.wait_connected(&[n2.peer_id]).await;
+    n2.wait_connected(&[n1.peer_id]).await;
+    let h1 = n1.handle.clone();
+    eventually("node 1 sees node 2 subscribed", || {
+        let h = h1.clone();
+        async move { h.stats().await.block_topic_peers >= 1 }
+    })
+    .await;
+
+    // Two undecodable gossip messages and two lies the node reports: four strikes.
+    for i in 0..2u8 {
+        n2.handle
+            .publish_raw(Topic::Blocks, vec![0xba, 0xad, i])
+            .await
+            .expect("publish");
+        n1.wait("invalid block", |ev| match ev {
+            P2pEvent::InvalidMessage { .. } => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    n1.handle
+        .penalise(n2.peer_id, "served a block it does not have")
+        .await;
+    assert_eq!(
+        n1.handle.stats().await.peers_banned,
+        0,
+        "three strikes are not enough"
+    );
+    n1.handle
+        .penalise(n2.peer_id, "served a block it does not have")
+        .await;
+    let (peer, reason) = n1
+        .wait("PeerBanned", |ev| match ev {
+            P2pEvent::PeerBanned { peer, reason, .. } => Some((peer, reason)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(peer, n2.peer_id);
+    assert!(!reason.is_empty());
+    assert_eq!(n1.handle.stats().await.peers_banned, 1);
+    let h1 = n1.handle.clone();
+    let banned = n2.peer_id;
+    eventually("node 2 is disconnected", || {
+        let h = h1.clone();
+        async move { !h.peers().await.iter().any(|p| p.peer_id == banned) }
+    })
+    .await;
+    // While banned, node 2's redials are refused.
+    n1.wait("a refused connection", |ev| match ev {
+        P2pEvent::PeerRefused { peer } if peer == banned => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(!n1.handle.peers().await.iter().any(|p| p.peer_id == banned));
+    // Once the ban ends, the allowed peer connects again.
+    n1.wait_connected(&[n2.peer_id]).await;
+}
+
+#[tokio::test]
 async fn lost_bootstrap_peer_is_redialed() {
     let g = genesis(2);
     let n1 = Node::start(config(1, &g, vec![])).await;

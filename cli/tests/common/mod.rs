@@ -118,12 +118,30 @@ pub fn cli_stdin(args: &[&str], input: &str) -> Run {
     Run::from(child.wait_with_output().expect("wait provchain"))
 }
 
-/// A free loopback TCP port (bound, then released for the node to take).
+/// A free loopback TCP port for a node to take. Ports come from below the kernel's ephemeral
+/// range (32768–60999 by default), so an outgoing connection of another test cannot take the
+/// port between this check and the node binding it; each port is handed out once per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + seed.wrapping_add(n) % SPAN) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 /// Polls `f` every 50 ms until it yields a value; panics naming `what` after `deadline`.
@@ -287,12 +305,13 @@ pub fn mode(path: &Path) -> u32 {
 /// of free ports is found.
 pub fn free_port_run(n: u16) -> u16 {
     wait_for("a run of free ports", Duration::from_secs(10), || {
-        let first = TcpListener::bind("127.0.0.1:0").ok()?;
-        let base = first.local_addr().ok()?.port();
-        base.checked_add(n)?;
-        let rest: Option<Vec<TcpListener>> = (1..n)
-            .map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok())
-            .collect();
-        rest.map(|_| base)
+        // Consecutive ports handed out by `free_port` (each once), all still free.
+        let base = free_port();
+        let rest: Vec<u16> = (1..n).map(|_| free_port()).collect();
+        let consecutive = rest
+            .iter()
+            .enumerate()
+            .all(|(i, p)| *p == base + 1 + i as u16);
+        consecutive.then_some(base)
     })
 }
