@@ -49,6 +49,26 @@ impl RdfFormat {
         }
     }
 
+    /// The format given, else the one the input's extension names, else Turtle.
+    pub fn resolve(given: Option<Self>, input: &str) -> Self {
+        given
+            .or_else(|| {
+                crate::input_path(input)
+                    .as_deref()
+                    .and_then(Self::from_path)
+            })
+            .unwrap_or(Self::Turtle)
+    }
+
+    /// The node's (and the wire's) name for this format.
+    pub fn to_consensus(self) -> provchain_consensus::RdfFormat {
+        match self {
+            Self::Turtle => provchain_consensus::RdfFormat::Turtle,
+            Self::NTriples => provchain_consensus::RdfFormat::NTriples,
+            Self::NQuads => provchain_consensus::RdfFormat::NQuads,
+        }
+    }
+
     /// From the file extension (`.ttl`, `.nt`, `.nq`); `None` when it says nothing.
     pub fn from_path(path: &Path) -> Option<Self> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
@@ -280,20 +300,9 @@ fn read_input(arg: &str) -> anyhow::Result<String> {
 /// Computes a document's canonical digest locally, as every node does for its transactions;
 /// with `--find`, asks the node which final transactions carry the same statements.
 pub fn digest(args: &DigestArgs) -> anyhow::Result<()> {
-    let format = args
-        .format
-        .or_else(|| {
-            crate::input_path(&args.input)
-                .as_deref()
-                .and_then(RdfFormat::from_path)
-        })
-        .unwrap_or(RdfFormat::Turtle);
+    let format = RdfFormat::resolve(args.format, &args.input);
     let doc = read_input(&args.input)?;
-    let consensus_format = match format {
-        RdfFormat::Turtle => provchain_consensus::RdfFormat::Turtle,
-        RdfFormat::NTriples => provchain_consensus::RdfFormat::NTriples,
-        RdfFormat::NQuads => provchain_consensus::RdfFormat::NQuads,
-    };
+    let consensus_format = format.to_consensus();
     let quads = provchain_storage::rdf::parse(consensus_format, &doc, "doc")
         .map_err(|e| anyhow!("invalid {}: {e}", consensus_format.name()))?;
     if args.canonical {
@@ -344,14 +353,7 @@ pub fn digest(args: &DigestArgs) -> anyhow::Result<()> {
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
 pub fn submit(args: &SubmitArgs) -> anyhow::Result<()> {
-    let format = args
-        .format
-        .or_else(|| {
-            crate::input_path(&args.input)
-                .as_deref()
-                .and_then(RdfFormat::from_path)
-        })
-        .unwrap_or(RdfFormat::Turtle);
+    let format = RdfFormat::resolve(args.format, &args.input);
     let doc = read_input(&args.input)?;
     if doc.trim().is_empty() {
         bail!("the document is empty; nothing to submit");

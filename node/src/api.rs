@@ -699,26 +699,26 @@ async fn transactions_by_digest(
         })?;
     let limit = q.limit.unwrap_or(100).clamp(1, DIGEST_LOOKUP_MAX);
     let store = s.store.clone();
-    let found = tokio::task::spawn_blocking(move || store.transactions_by_digest(&digest, limit))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-    let mut txs = Vec::with_capacity(found.len());
-    for (id, loc) in found {
-        let block_hash = s
-            .store
-            .header_by_height(loc.height)
-            .map_err(internal)?
-            .map(|h| h.hash());
-        txs.push(json!({
-            "tx_id": id,
-            "status": "final",
-            "block_height": loc.height,
-            "block_hash": block_hash,
-            "index": loc.index,
-            "triples": loc.triples,
-        }));
-    }
+    // Index scan and one header read per match: off the async workers.
+    let txs = tokio::task::spawn_blocking(move || {
+        let found = store.transactions_by_digest(&digest, limit)?;
+        let mut txs = Vec::with_capacity(found.len());
+        for (id, loc) in found {
+            let block_hash = store.header_by_height(loc.height)?.map(|h| h.hash());
+            txs.push(json!({
+                "tx_id": id,
+                "status": "final",
+                "block_height": loc.height,
+                "block_hash": block_hash,
+                "index": loc.index,
+                "triples": loc.triples,
+            }));
+        }
+        Ok::<_, provchain_storage::StorageError>(txs)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
     Ok(Json(json!({
         "digest": hex::encode(digest),
         "transactions": txs,

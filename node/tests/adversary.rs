@@ -291,7 +291,7 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
         let _ = p2p.publish_tx(&tx).await;
         let counted = tokio::time::timeout(Duration::from_secs(2), async {
             while rejected_txs().await <= before && !banned().await {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await;
