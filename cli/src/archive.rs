@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail};
 use clap::Args;
-use provchain_consensus::{Genesis, Hash, PublicKey};
+use provchain_consensus::{Genesis, GovernanceParams, Hash, PublicKey};
 use provchain_node::archive::{self, ArchiveStats};
 use provchain_storage::Store;
 
@@ -102,6 +102,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
         network_id: status["network_id"].as_str().unwrap_or("").to_owned(),
         authorities,
         block_interval_ms: status["block_interval_ms"].as_u64().unwrap_or(0),
+        governance: governance_params(&status),
     };
     let stated = Hash::from_hex(status["genesis_hash"].as_str().unwrap_or(""))
         .map_err(|e| anyhow!("bad genesis hash in status: {e}"))?;
@@ -146,6 +147,20 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<()> {
     }
     w.flush()?;
     report("exported", &stats, args.json)
+}
+
+/// The genesis governance parameters a node's status reports; nodes that predate governance
+/// report none and run with the defaults.
+pub fn governance_params(status: &serde_json::Value) -> GovernanceParams {
+    let defaults = GovernanceParams::default();
+    GovernanceParams {
+        epoch_length: status["epoch_length"]
+            .as_u64()
+            .unwrap_or(defaults.epoch_length),
+        proposal_ttl: status["proposal_ttl"]
+            .as_u64()
+            .unwrap_or(defaults.proposal_ttl),
+    }
 }
 
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {

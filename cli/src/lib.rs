@@ -7,6 +7,7 @@
 //! * [`keys`]: `keygen` and `key inspect` (node key files, PeerIds),
 //! * [`client`]: the blocking HTTP client every online command uses, with one-line errors,
 //! * [`node`]: `status`, `peers`, `submit` and `query` against a node's HTTP API,
+//! * [`authority`]: `authority list | propose | vote`, authority governance through a node,
 //! * [`token`]: `token`, minting HS256 JWTs for nodes that run with `JWT_SECRET`,
 //! * [`verify`]: `verify`, the offline integrity check of a stopped node's database,
 //! * [`archive`]: `export` and `import` of portable chain archives,
@@ -17,6 +18,7 @@
 //! stderr; every failure is one line on stderr (`provchain: <reason>`) and a non-zero exit.
 
 pub mod archive;
+pub mod authority;
 pub mod bench;
 pub mod client;
 pub mod keys;
@@ -35,7 +37,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:8080";
 
 /// ProvChain operator CLI: keys, node status and peers, submitting RDF, SPARQL queries,
-/// integrity checks, API tokens and local testnets.
+/// authority governance, integrity checks, API tokens and local testnets.
 #[derive(Parser, Debug)]
 #[command(name = "provchain", version, about, propagate_version = true)]
 pub struct Cli {
@@ -63,6 +65,12 @@ pub enum Command {
     Digest(node::DigestArgs),
     /// Run a SPARQL query against a node.
     Query(node::QueryArgs),
+    /// Authority governance: show the authority set in force, propose adding or removing an
+    /// authority, vote for a proposal (signed by the node's key, in its next block).
+    Authority {
+        #[command(subcommand)]
+        command: AuthorityCommand,
+    },
     /// Mint an HS256 API token (JWT) for a node that runs with JWT_SECRET.
     Token(token::TokenArgs),
     /// Check the integrity of a stopped node's database, offline.
@@ -90,6 +98,18 @@ pub enum Command {
 pub enum KeyCommand {
     /// Print the public key and PeerId of an existing key file.
     Inspect(keys::InspectArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthorityCommand {
+    /// Show the authority set in force (slot order), the finality threshold, scheduled changes,
+    /// open proposals and their support, and the node's items waiting for its next block.
+    List(authority::ListArgs),
+    /// Have the node propose adding (--add KEY) or removing (--remove KEY) an authority; the
+    /// proposal counts as the node's own vote. Prints the proposal id.
+    Propose(authority::ProposeArgs),
+    /// Have the node vote for an open proposal that a block on its best chain carries.
+    Vote(authority::VoteArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +153,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Submit(a) => node::submit(&a),
         Command::Query(a) => node::query(&a),
         Command::Digest(a) => node::digest(&a),
+        Command::Authority { command } => match command {
+            AuthorityCommand::List(a) => authority::list(&a),
+            AuthorityCommand::Propose(a) => authority::propose(&a),
+            AuthorityCommand::Vote(a) => authority::vote(&a),
+        },
         Command::Token(a) => token::run(&a),
         Command::Verify(a) => verify::run(&a),
         Command::Bench(a) => bench::run(&a),

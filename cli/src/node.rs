@@ -204,9 +204,21 @@ pub fn render_status(v: &Value) -> String {
         ),
         ("peers", text(v, "peers")),
         ("pending txs", text(v, "pending_transactions")),
-        ("authorities", authorities.to_string()),
+        (
+            "authorities",
+            format!("{authorities} at genesis (set in force: `provchain authority list`)"),
+        ),
         ("block interval", interval),
     ];
+    if let (Some(epoch), Some(ttl)) = (
+        v.get("epoch_length").and_then(Value::as_u64),
+        v.get("proposal_ttl").and_then(Value::as_u64),
+    ) {
+        rows.push((
+            "governance",
+            format!("epoch {epoch} blocks, proposals open {ttl} blocks"),
+        ));
+    }
     if v.get("syncing").and_then(Value::as_bool) == Some(true) {
         rows.push((
             "syncing",

@@ -1,4 +1,5 @@
-//! Commands that need no running node: keys, tokens, completions, testnet generation.
+//! Commands that need no running node: keys, tokens, completions, testnet generation, and the
+//! argument checks of the online commands.
 
 mod common;
 
@@ -154,6 +155,7 @@ fn completions_and_help() {
         "{bash}"
     );
     assert!(bash.contains("keygen") && bash.contains("testnet"));
+    assert!(bash.contains("authority") && bash.contains("propose") && bash.contains("vote"));
     let zsh = cli(&["completions", "zsh"]).ok().to_owned();
     assert!(zsh.contains("#compdef provchain"));
     cli(&["completions", "fish"]).ok();
@@ -163,6 +165,10 @@ fn completions_and_help() {
         &["keygen", "--help"],
         &["submit", "--help"],
         &["testnet", "init", "--help"],
+        &["authority", "--help"],
+        &["authority", "list", "--help"],
+        &["authority", "propose", "--help"],
+        &["authority", "vote", "--help"],
     ] {
         let help = cli(sub).ok().to_owned();
         assert!(help.contains("Usage:"), "{help}");
@@ -292,4 +298,71 @@ fn testnet_init_writes_configs_provchaind_accepts() {
     .json();
     assert_ne!(again[0]["public_key"], plans[0]["public_key"]);
     assert_eq!(mode(&out.join("node1/node.key")), 0o600);
+}
+
+/// A port nothing listens on: a command that sent a request would fail with "cannot reach node"
+/// instead of the usage error the tests expect.
+const NO_NODE: &str = "http://127.0.0.1:9";
+
+#[test]
+fn authority_commands_check_their_arguments_before_any_request() {
+    let key = "0b9a56997d7c699233eae4eb26fc3b5165f75c76631ee7a91ea802aacee85c4a";
+
+    // Exactly one of --add and --remove.
+    let neither = cli(&["authority", "propose", "--node", NO_NODE]);
+    assert_eq!(neither.code, 2, "usage errors exit 2: {neither:?}");
+    assert!(
+        neither.stderr.contains("--add") && neither.stderr.contains("--remove"),
+        "{neither:?}"
+    );
+    assert!(!neither.stderr.contains("cannot reach"), "{neither:?}");
+    let both = cli(&[
+        "authority",
+        "propose",
+        "--node",
+        NO_NODE,
+        "--add",
+        key,
+        "--remove",
+        key,
+    ]);
+    assert_eq!(both.code, 2, "usage errors exit 2: {both:?}");
+    assert!(both.stderr.contains("cannot be used with"), "{both:?}");
+    assert!(!both.stderr.contains("cannot reach"), "{both:?}");
+
+    // Malformed keys and proposal ids are refused as usage errors, naming the problem.
+    for bad in ["abc", &"z".repeat(64), &key[..63]] {
+        for flag in ["--add", "--remove"] {
+            let run = cli(&["authority", "propose", "--node", NO_NODE, flag, bad]);
+            assert_eq!(run.code, 2, "{flag} {bad}: {run:?}");
+            assert!(
+                run.stderr.contains("not an ed25519 public key") && run.stderr.contains(flag),
+                "{run:?}"
+            );
+            assert!(!run.stderr.contains("cannot reach"), "{run:?}");
+        }
+    }
+    let run = cli(&["authority", "vote", "--node", NO_NODE, "1234"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("not a proposal id") && run.stderr.contains("64 hex"),
+        "{run:?}"
+    );
+    let run = cli(&["authority", "vote", "--node", NO_NODE]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("PROPOSAL_ID"), "{run:?}");
+
+    // Well-formed arguments get as far as the node: one line naming the unreachable node.
+    let line = cli(&["authority", "propose", "--node", NO_NODE, "--add", key])
+        .fails()
+        .to_owned();
+    assert!(line.contains("cannot reach node"), "{line}");
+    let line = cli(&["authority", "vote", "--node", NO_NODE, key])
+        .fails()
+        .to_owned();
+    assert!(line.contains("cannot reach node"), "{line}");
+    let line = cli(&["authority", "list", "--node", NO_NODE])
+        .fails()
+        .to_owned();
+    assert!(line.contains("cannot reach node"), "{line}");
 }

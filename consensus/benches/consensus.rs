@@ -61,6 +61,7 @@ fn main() {
         network_id: "bench".into(),
         authorities: authorities.iter().map(Keypair::public).collect(),
         block_interval_ms: 1000,
+        governance: Default::default(),
     };
     let gh = genesis.hash();
     let budget = Duration::from_millis(1500);

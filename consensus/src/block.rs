@@ -1,11 +1,20 @@
-//! Blocks: a header, the transactions, and the proposer's seal.
+//! Blocks: a header, the transactions, the governance items (if any), and the proposer's seal.
+//!
+//! A block without governance items has a version-1 header and encoding. A block that carries
+//! governance items has a version-2 header, which adds `gov_root` (the Merkle root of the item
+//! ids), and its encoding lists the items after the transactions. Chains without governance
+//! activity therefore keep the exact encoding and hashes they always had.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain, hash_with};
+use crate::governance::{GovernanceItem, MAX_ITEMS_PER_BLOCK};
 use crate::merkle::merkle_root;
 use crate::tx::Transaction;
 
+/// Header version of blocks without governance items.
 pub const HEADER_VERSION: u8 = 1;
+/// Header version of blocks carrying governance items (adds `gov_root`).
+pub const GOVERNANCE_HEADER_VERSION: u8 = 2;
 /// Upper bound on transactions per block when decoding; the configured limit may be lower.
 pub const MAX_BLOCK_TXS: usize = 100_000;
 
@@ -18,6 +27,8 @@ pub struct BlockHeader {
     pub timestamp_ms: u64,
     pub proposer: PublicKey,
     pub tx_root: Hash,
+    /// Merkle root of the governance item ids; present exactly in version-2 headers.
+    pub gov_root: Option<Hash>,
 }
 
 impl BlockHeader {
@@ -42,13 +53,16 @@ impl Encode for BlockHeader {
         w.u64(self.timestamp_ms);
         w.fixed(&self.proposer.0);
         w.fixed(&self.tx_root.0);
+        if self.version >= GOVERNANCE_HEADER_VERSION {
+            w.fixed(&self.gov_root.unwrap_or_default().0);
+        }
     }
 }
 
 impl Decode for BlockHeader {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != HEADER_VERSION {
+        if version != HEADER_VERSION && version != GOVERNANCE_HEADER_VERSION {
             return Err(DecodeError::UnsupportedVersion {
                 what: "block header",
                 version,
@@ -62,6 +76,11 @@ impl Decode for BlockHeader {
             timestamp_ms: r.u64()?,
             proposer: PublicKey(r.fixed()?),
             tx_root: Hash(r.fixed()?),
+            gov_root: if version == GOVERNANCE_HEADER_VERSION {
+                Some(Hash(r.fixed()?))
+            } else {
+                None
+            },
         })
     }
 }
@@ -70,6 +89,8 @@ impl Decode for BlockHeader {
 pub struct Block {
     pub header: BlockHeader,
     pub transactions: Vec<Transaction>,
+    /// Governance proposals and votes; non-empty only with a version-2 header.
+    pub governance: Vec<GovernanceItem>,
     pub signature: Signature,
 }
 
@@ -83,20 +104,48 @@ impl Block {
         key: &Keypair,
         genesis_hash: &Hash,
     ) -> Self {
+        Self::seal_with_governance(
+            parent,
+            slot,
+            timestamp_ms,
+            transactions,
+            Vec::new(),
+            key,
+            genesis_hash,
+        )
+    }
+
+    /// Builds and seals a block that may carry governance items.
+    pub fn seal_with_governance(
+        parent: &BlockHeader,
+        slot: u64,
+        timestamp_ms: u64,
+        transactions: Vec<Transaction>,
+        governance: Vec<GovernanceItem>,
+        key: &Keypair,
+        genesis_hash: &Hash,
+    ) -> Self {
         let ids: Vec<Hash> = transactions.iter().map(Transaction::id).collect();
+        let gov_root = (!governance.is_empty()).then(|| gov_root(&governance));
         let header = BlockHeader {
-            version: HEADER_VERSION,
+            version: if gov_root.is_some() {
+                GOVERNANCE_HEADER_VERSION
+            } else {
+                HEADER_VERSION
+            },
             height: parent.height + 1,
             parent_hash: parent.hash(),
             slot,
             timestamp_ms,
             proposer: key.public(),
             tx_root: merkle_root(&ids),
+            gov_root,
         };
         let signature = key.sign(&header.seal_message(genesis_hash).0);
         Self {
             header,
             transactions,
+            governance,
             signature,
         }
     }
@@ -117,6 +166,16 @@ impl Block {
 
     /// Encoded size in bytes, without encoding.
     pub fn encoded_len(&self) -> usize {
+        let governance = if self.header.version >= GOVERNANCE_HEADER_VERSION {
+            32 + 4
+                + self
+                    .governance
+                    .iter()
+                    .map(GovernanceItem::encoded_len)
+                    .sum::<usize>()
+        } else {
+            0
+        };
         HEADER_LEN
             + 4
             + self
@@ -124,10 +183,19 @@ impl Block {
                 .iter()
                 .map(|t| 4 + t.encoded_len())
                 .sum::<usize>()
+            + governance
             + 64
     }
 }
 
+/// The Merkle root committing to a block's governance items, in order.
+pub fn gov_root(items: &[GovernanceItem]) -> Hash {
+    let ids: Vec<Hash> = items.iter().map(GovernanceItem::id).collect();
+    merkle_root(&ids)
+}
+
+/// Encoded size of the smallest governance item (a vote).
+const MIN_ITEM_LEN: usize = 1 + 1 + 32 + 32 + 64;
 const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 8 + 32 + 32;
 
 impl Encode for Block {
@@ -137,6 +205,12 @@ impl Encode for Block {
         for tx in &self.transactions {
             // Length-prefixed so a reader can skip or bound each transaction.
             w.bytes(&tx.encode());
+        }
+        if self.header.version >= GOVERNANCE_HEADER_VERSION {
+            w.u32(self.governance.len() as u32);
+            for item in &self.governance {
+                item.encode_to(w);
+            }
         }
         w.fixed(&self.signature.0);
     }
@@ -159,10 +233,26 @@ impl Decode for Block {
             let bytes = r.bytes("transaction", crate::tx::MAX_TX_DATA + 1024)?;
             transactions.push(Transaction::decode(bytes)?);
         }
+        let mut governance = Vec::new();
+        if header.version >= GOVERNANCE_HEADER_VERSION {
+            let n = r.count("governance items", MAX_ITEMS_PER_BLOCK)?;
+            // Every item is at least a vote's size; refuse counts the input cannot hold.
+            if n.saturating_mul(MIN_ITEM_LEN) > r.remaining() {
+                return Err(DecodeError::Truncated {
+                    offset: 0,
+                    needed: n * MIN_ITEM_LEN - r.remaining(),
+                });
+            }
+            governance.reserve(n);
+            for _ in 0..n {
+                governance.push(GovernanceItem::decode_from(r)?);
+            }
+        }
         let signature = Signature(r.fixed()?);
         Ok(Self {
             header,
             transactions,
+            governance,
             signature,
         })
     }

@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 use crate::block::{Block, BlockHeader, HEADER_VERSION};
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::{Hash, PublicKey, Signature, domain, hash_with};
+use crate::governance::GovernanceParams;
 use crate::merkle::merkle_root;
 
 /// Upper bound on the number of authorities, so decoding a genesis is bounded.
 pub const MAX_AUTHORITIES: usize = 1024;
 const GENESIS_VERSION: u8 = 1;
+/// A genesis whose governance parameters differ from the defaults; it encodes them.
+const GENESIS_VERSION_GOVERNANCE: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
@@ -18,6 +21,10 @@ pub struct Genesis {
     /// Ordered: slot `s` belongs to `authorities[s % n]`.
     pub authorities: Vec<PublicKey>,
     pub block_interval_ms: u64,
+    /// How authority-set changes are scheduled. Part of the network's identity only when not the
+    /// defaults, so networks created before governance keep their genesis hash.
+    #[serde(default)]
+    pub governance: GovernanceParams,
 }
 
 impl Genesis {
@@ -37,8 +44,10 @@ impl Genesis {
                 timestamp_ms: 0,
                 proposer: PublicKey::default(),
                 tx_root: merkle_root(&[]),
+                gov_root: None,
             },
             transactions: Vec::new(),
+            governance: Vec::new(),
             signature: Signature::default(),
         }
     }
@@ -46,20 +55,29 @@ impl Genesis {
 
 impl Encode for Genesis {
     fn encode_to(&self, w: &mut Writer) {
-        w.u8(GENESIS_VERSION);
+        let custom = self.governance != GovernanceParams::default();
+        w.u8(if custom {
+            GENESIS_VERSION_GOVERNANCE
+        } else {
+            GENESIS_VERSION
+        });
         w.str(&self.network_id);
         w.u32(self.authorities.len() as u32);
         for a in &self.authorities {
             w.fixed(&a.0);
         }
         w.u64(self.block_interval_ms);
+        if custom {
+            w.u64(self.governance.epoch_length);
+            w.u64(self.governance.proposal_ttl);
+        }
     }
 }
 
 impl Decode for Genesis {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let version = r.u8()?;
-        if version != GENESIS_VERSION {
+        if version != GENESIS_VERSION && version != GENESIS_VERSION_GOVERNANCE {
             return Err(DecodeError::UnsupportedVersion {
                 what: "genesis",
                 version,
@@ -71,10 +89,20 @@ impl Decode for Genesis {
         for _ in 0..n {
             authorities.push(PublicKey(r.fixed()?));
         }
+        let block_interval_ms = r.u64()?;
+        let governance = if version == GENESIS_VERSION_GOVERNANCE {
+            GovernanceParams {
+                epoch_length: r.u64()?,
+                proposal_ttl: r.u64()?,
+            }
+        } else {
+            GovernanceParams::default()
+        };
         Ok(Self {
             network_id,
             authorities,
-            block_interval_ms: r.u64()?,
+            block_interval_ms,
+            governance,
         })
     }
 }

@@ -1756,6 +1756,7 @@ mod tests {
             network_id: "test".into(),
             authorities: keys(&[1, 2]),
             block_interval_ms: 1000,
+            governance: Default::default(),
         };
         let h = AuthorityHistory::from_genesis(&genesis, GovernanceParams::default())
             .expect("valid genesis");

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use crate::block::{Block, BlockHeader, HEADER_VERSION};
+use crate::block::{Block, BlockHeader, GOVERNANCE_HEADER_VERSION, HEADER_VERSION, gov_root};
 use crate::crypto::{Hash, PublicKey, verify_batch};
 use crate::merkle::merkle_root;
 use crate::schedule::{leader, slot_at, slot_start_ms};
@@ -86,6 +86,12 @@ pub enum BlockError {
     DuplicateTransaction(Hash),
     #[error("transaction {index} is invalid: {source}")]
     InvalidTransaction { index: usize, source: TxError },
+    #[error("gov_root does not match the governance items")]
+    GovRootMismatch,
+    #[error("governance item {index} has an invalid signature")]
+    BadGovernanceSignature { index: usize },
+    #[error("governance item {index} is invalid: {reason}")]
+    InvalidGovernance { index: usize, reason: String },
 }
 
 impl BlockError {
@@ -106,6 +112,9 @@ impl BlockError {
             Self::TxRootMismatch => "tx_root",
             Self::DuplicateTransaction(_) => "duplicate_tx",
             Self::InvalidTransaction { .. } => "invalid_tx",
+            Self::GovRootMismatch => "gov_root",
+            Self::BadGovernanceSignature { .. } => "governance_signature",
+            Self::InvalidGovernance { .. } => "invalid_governance",
         }
     }
 }
@@ -117,7 +126,13 @@ pub fn validate_header(
     parent: &BlockHeader,
     ctx: &ValidationContext<'_>,
 ) -> Result<(), BlockError> {
-    if header.version != HEADER_VERSION {
+    // Version 1 has no gov_root; version 2 always has one.
+    let consistent = match header.version {
+        HEADER_VERSION => header.gov_root.is_none(),
+        GOVERNANCE_HEADER_VERSION => header.gov_root.is_some(),
+        _ => false,
+    };
+    if !consistent {
         return Err(BlockError::UnsupportedVersion(header.version));
     }
     if header.parent_hash != parent.hash() {
@@ -209,6 +224,19 @@ pub fn validate_body(block: &Block, ctx: &ValidationContext<'_>) -> Result<(), B
     for id in &ids {
         if !seen.insert(*id) {
             return Err(BlockError::DuplicateTransaction(*id));
+        }
+    }
+    match block.header.gov_root {
+        // A version-2 header commits to at least one item: one encoding per content.
+        Some(root) if block.governance.is_empty() || gov_root(&block.governance) != root => {
+            return Err(BlockError::GovRootMismatch);
+        }
+        None if !block.governance.is_empty() => return Err(BlockError::GovRootMismatch),
+        _ => {}
+    }
+    for (index, item) in block.governance.iter().enumerate() {
+        if !item.verify(&ctx.genesis_hash) {
+            return Err(BlockError::BadGovernanceSignature { index });
         }
     }
     for (index, tx) in block.transactions.iter().enumerate() {

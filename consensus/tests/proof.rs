@@ -8,6 +8,7 @@ fn setup() -> (Genesis, Block, Vec<Keypair>) {
         network_id: "proofs".into(),
         authorities: keys.iter().map(Keypair::public).collect(),
         block_interval_ms: 1000,
+        governance: Default::default(),
     };
     let gh = genesis.hash();
     let txs: Vec<Transaction> = (0..5)

@@ -17,6 +17,7 @@ impl Net {
             network_id: "test".into(),
             authorities: keys.iter().map(Keypair::public).collect(),
             block_interval_ms: INTERVAL,
+            governance: Default::default(),
         };
         Self { genesis, keys }
     }
@@ -232,6 +233,7 @@ fn reseal(net: &Net, header: BlockHeader, txs: Vec<Transaction>, slot: u64) -> B
     Block {
         header,
         transactions: txs,
+        governance: Vec::new(),
         signature,
     }
 }
@@ -563,4 +565,98 @@ fn equivocation_is_detected() {
     assert_eq!((e.slot, e.first, e.second), (3, a.hash(), b.hash()));
     reg.prune_below(4);
     assert_eq!(reg.observe(&b.header), None);
+}
+
+#[test]
+fn governance_items_travel_in_version_2_blocks_only() {
+    let net = Net::new(3);
+    let g = net.genesis.block().header;
+    let plain = net.block(&g, 10, vec![net.tx("<a:s> <a:p> <a:o> .")]);
+    assert_eq!(plain.header.version, 1);
+    assert_eq!(plain.header.gov_root, None);
+    assert_eq!(plain.encode().len(), plain.encoded_len());
+
+    let proposal = Proposal::sign(
+        GovernanceAction::Add(Keypair::from_secret([9; 32]).public()),
+        1,
+        &net.keys[0],
+        &net.gh(),
+    );
+    let vote = Vote::sign(proposal.id(), &net.keys[1], &net.gh());
+    let items: Vec<GovernanceItem> = vec![proposal.into(), vote.into()];
+    let b = Block::seal_with_governance(
+        &g,
+        10,
+        10 * INTERVAL + 10,
+        vec![net.tx("<a:s> <a:p> <a:o> .")],
+        items.clone(),
+        net.key_for_slot(10),
+        &net.gh(),
+    );
+    assert_eq!(b.header.version, 2);
+    assert!(b.header.gov_root.is_some());
+    let bytes = b.encode();
+    assert_eq!(bytes.len(), b.encoded_len());
+    let back = Block::decode(&bytes).expect("decodes");
+    assert_eq!(back, b);
+    assert_eq!(back.governance, items);
+    assert_eq!(validate_block(&b, &g, &net.ctx(10_500)), Ok(()));
+    // The header commits to the items: the same block without them is another hash.
+    assert_ne!(b.hash(), plain.hash());
+
+    // An item swapped after sealing breaks gov_root.
+    let mut swapped = b.clone();
+    swapped.governance.reverse();
+    assert_eq!(
+        validate_block(&swapped, &g, &net.ctx(10_500)),
+        Err(BlockError::GovRootMismatch)
+    );
+    // Items dropped from a version-2 block, or added to a version-1 block.
+    let mut dropped = b.clone();
+    dropped.governance.clear();
+    assert_eq!(
+        validate_block(&dropped, &g, &net.ctx(10_500)),
+        Err(BlockError::GovRootMismatch)
+    );
+    let mut smuggled = plain.clone();
+    smuggled.governance = items.clone();
+    assert_eq!(
+        validate_block(&smuggled, &g, &net.ctx(10_500)),
+        Err(BlockError::GovRootMismatch)
+    );
+    // A vote whose signature was tampered with, sealed into an otherwise valid block.
+    let mut bad_vote = Vote::sign(proposal_id(&items), &net.keys[1], &net.gh());
+    bad_vote.signature.0[5] ^= 1;
+    let forged = Block::seal_with_governance(
+        &g,
+        10,
+        10 * INTERVAL + 10,
+        vec![],
+        vec![bad_vote.into()],
+        net.key_for_slot(10),
+        &net.gh(),
+    );
+    assert_eq!(
+        validate_block(&forged, &g, &net.ctx(10_500)),
+        Err(BlockError::BadGovernanceSignature { index: 0 })
+    );
+    // A version-2 header without gov_root (or the reverse) is not a valid header.
+    let mut header = b.header.clone();
+    header.gov_root = None;
+    let inconsistent = reseal(&net, header, b.transactions.clone(), 10);
+    assert_eq!(
+        validate_block(&inconsistent, &g, &net.ctx(10_500)),
+        Err(BlockError::UnsupportedVersion(2))
+    );
+    // Truncated governance sections are decode errors, never panics.
+    for cut in [bytes.len() - 65, bytes.len() - 100, bytes.len() - 200] {
+        assert!(Block::decode(&bytes[..cut]).is_err());
+    }
+}
+
+fn proposal_id(items: &[GovernanceItem]) -> Hash {
+    match &items[0] {
+        GovernanceItem::Proposal(p) => p.id(),
+        GovernanceItem::Vote(v) => v.proposal,
+    }
 }

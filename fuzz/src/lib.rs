@@ -47,6 +47,7 @@ pub fn net() -> &'static Net {
             network_id: "provchain-fuzz".into(),
             authorities: vec![key.public()],
             block_interval_ms: 1000,
+            governance: Default::default(),
         };
         let genesis_block = genesis.block();
         Net {

@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 
 use provchain_consensus::codec::Writer;
-use provchain_consensus::{Block, Encode, Genesis, Keypair, RdfFormat, Transaction, TxBody};
+use provchain_consensus::{
+    Block, Encode, Genesis, GovernanceAction, Keypair, Proposal, RdfFormat, Transaction, TxBody,
+    Vote,
+};
 
 type Target = fn(&[u8]);
 
@@ -128,6 +131,23 @@ fn write_seeds() {
     write("consensus_block", "empty", &empty.encode());
     write("consensus_block", "three-txs", &full.encode());
     write("consensus_block", "header", &full.header.encode());
+    let proposal = Proposal::sign(
+        GovernanceAction::Add(Keypair::from_secret([9; 32]).public()),
+        1,
+        key,
+        &gh,
+    );
+    let vote = Vote::sign(proposal.id(), key, &gh);
+    let governed = Block::seal_with_governance(
+        &net.genesis_block.header,
+        3,
+        3_100,
+        vec![t1.clone()],
+        vec![proposal.into(), vote.into()],
+        key,
+        &gh,
+    );
+    write("consensus_block", "governance", &governed.encode());
     write("consensus_tx", "turtle", &t1.encode());
     write("consensus_tx", "nquads-client", &t2.encode());
     write("consensus_tx", "ntriples", &t3.encode());
@@ -138,8 +158,21 @@ fn write_seeds() {
             .map(|i| Keypair::from_secret([i; 32]).public())
             .collect(),
         block_interval_ms: 1_000,
+        governance: Default::default(),
     };
     write("consensus_genesis", "three", &three.encode());
+    let governed_genesis = Genesis {
+        governance: provchain_consensus::GovernanceParams {
+            epoch_length: 4,
+            proposal_ttl: 20,
+        },
+        ..three.clone()
+    };
+    write(
+        "consensus_genesis",
+        "governance-params",
+        &governed_genesis.encode(),
+    );
 
     // Gossip: version byte 1, then the encoding.
     let gossip = |v: &dyn Fn(&mut Writer)| {

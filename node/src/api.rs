@@ -1,12 +1,13 @@
 //! The HTTP API (axum): JSON everywhere, errors as `{"error": ...}` with a fitting status.
 //!
 //! Handlers read final data straight from the store and chain heads from the chain task's
-//! snapshot; writes (transaction submission) go through the chain task. RDF parsing, SPARQL and
-//! integrity checks run on the blocking pool, never on the async workers.
+//! snapshot; writes (transaction submission, governance proposals and votes) go through the chain
+//! task. RDF parsing, SPARQL and integrity checks run on the blocking pool, never on the async
+//! workers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,10 +15,11 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use provchain_consensus::{
-    Block, Genesis, Hash, InclusionProof, Keypair, RdfFormat, Transaction, TxBody,
+    Block, Genesis, GovernanceAction, GovernanceItem, Hash, InclusionProof, Keypair, PublicKey,
+    RdfFormat, Transaction, TxBody,
 };
 use provchain_p2p::P2pHandle;
 use provchain_storage::digest::{self, CanonicalDigest};
@@ -27,6 +29,7 @@ use serde_json::{Value, json};
 
 use crate::auth;
 use crate::chain::{ChainHandle, Clock, PendingTx, SubmitError};
+use crate::governance::{AuthoritiesView, GovernanceRequest, GovernanceSubmitError, action_parts};
 use crate::metrics::{HttpLabels, Metrics, RouteLabel};
 
 /// Everything handlers need; cheap to clone.
@@ -109,9 +112,12 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/sparql", get(sparql_get).post(sparql_post))
         .route("/api/integrity/validate", get(integrity))
         .route("/api/equivocations", get(equivocations))
+        .route("/api/authorities", get(authorities))
+        .route("/api/governance/proposals", post(propose))
+        .route("/api/governance/votes", post(vote))
         .route("/metrics", get(metrics_text))
         // The web explorer (issue 9): its page and assets, and the proof check it uses.
-        .route("/api/proofs/verify", axum::routing::post(verify_proof))
+        .route("/api/proofs/verify", post(verify_proof))
         .merge(crate::explorer::routes())
         .route_layer(middleware::from_fn_with_state(metrics, track))
         .layer(DefaultBodyLimit::max(max_body))
@@ -177,9 +183,21 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
 /// How many blocks behind the best peer still counts as caught up.
 const READY_LAG: u64 = 2;
 
+/// How long `/ready` waits for the chain task's authority set before answering from genesis:
+/// readiness probes have short timeouts of their own.
+const READY_CHAIN_WAIT: Duration = Duration::from_millis(500);
+
 async fn ready(State(s): State<AppState>) -> Response {
     let snap = s.chain.snapshot();
-    let alone_by_design = s.genesis.authorities == [s.keypair.public()];
+    let me = s.keypair.public();
+    // Alone by design: this node is the whole authority set in force (which governance may have
+    // changed since genesis). Only asked when there are no peers; a busy chain task does not hold
+    // up the probe (the genesis set answers then).
+    let alone_by_design = snap.peers == 0
+        && match tokio::time::timeout(READY_CHAIN_WAIT, s.chain.authorities()).await {
+            Ok(Some(view)) => view.authorities == [me],
+            _ => s.genesis.authorities == [me],
+        };
     let behind = snap.peer_best_height.saturating_sub(snap.best_height);
     let (ok, reason) = if snap.peers == 0 && !alone_by_design {
         (false, "no connected peers")
@@ -219,6 +237,8 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
         "pending_transactions": snap.pool_size,
         "authorities": s.genesis.authorities,
         "block_interval_ms": s.genesis.block_interval_ms,
+        "epoch_length": s.genesis.governance.epoch_length,
+        "proposal_ttl": s.genesis.governance.proposal_ttl,
         "triples": s.store.triple_count(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
@@ -262,7 +282,7 @@ fn block_json(b: &Block, is_final: bool, full: bool) -> Value {
             .map(|t| Value::String(t.id().to_hex()))
             .collect()
     };
-    json!({
+    let mut v = json!({
         "height": h.height,
         "hash": b.hash(),
         "parent_hash": h.parent_hash,
@@ -272,8 +292,40 @@ fn block_json(b: &Block, is_final: bool, full: bool) -> Value {
         "tx_root": h.tx_root,
         "signature": b.signature,
         "transactions": txs,
+        "governance": b.governance.iter().map(governance_item_json).collect::<Vec<_>>(),
         "final": is_final,
-    })
+    });
+    if let Some(root) = h.gov_root
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert("gov_root".into(), json!(root));
+    }
+    v
+}
+
+/// One governance item of a block. `id` is the item's own id; `proposal` is the proposal it
+/// opens (a proposal's id, which votes name) or supports (a vote).
+fn governance_item_json(item: &GovernanceItem) -> Value {
+    match item {
+        GovernanceItem::Proposal(p) => {
+            let (action, key) = action_parts(&p.action);
+            json!({
+                "kind": "proposal",
+                "id": item.id(),
+                "signer": item.signer(),
+                "proposal": p.id(),
+                "action": action,
+                "key": key,
+                "nonce": p.nonce,
+            })
+        }
+        GovernanceItem::Vote(v) => json!({
+            "kind": "vote",
+            "id": item.id(),
+            "signer": item.signer(),
+            "proposal": v.proposal,
+        }),
+    }
 }
 
 fn tx_body_json(t: &Transaction, id: &Hash) -> Value {
@@ -837,6 +889,117 @@ async fn run_sparql(s: AppState, query: String) -> ApiResult<Response> {
 /// Recorded evidence of authorities sealing two blocks for one slot, oldest first.
 async fn equivocations(State(s): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(s.chain.equivocations().await).unwrap_or(Value::Null))
+}
+
+/// The authority set in force for the next block on the best chain, decided changes waiting for
+/// their switch height, open proposals, and this node's proposals and votes not yet in a block.
+async fn authorities(State(s): State<AppState>) -> ApiResult<Json<AuthoritiesView>> {
+    let view = s.chain.authorities().await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the chain task is not running (the node is shutting down); retry on a running node",
+        )
+    })?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeJson {
+    action: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoteJson {
+    proposal: String,
+}
+
+/// A governance request body: JSON whatever the content type says, so `curl -d '{...}'` (which
+/// labels the body as a form) works as written.
+fn governance_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> ApiResult<T> {
+    let body = body.map_err(body_error)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("invalid JSON body: {e}; expected {expected}")))
+}
+
+/// The chain task's refusal as a response: 403 when this node may not sign governance items,
+/// 409 when the chain state refuses the item (unknown, expired or decided proposal, a key already
+/// in or not in the set, a duplicate…), 503 when the node is shutting down.
+fn governance_error(e: GovernanceSubmitError) -> ApiError {
+    match e {
+        GovernanceSubmitError::NotAuthority { height } => {
+            ApiError::new(StatusCode::FORBIDDEN, e.to_string()).with("height", json!(height))
+        }
+        GovernanceSubmitError::Invalid(reason) => ApiError::new(StatusCode::CONFLICT, reason),
+        GovernanceSubmitError::Closed => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
+}
+
+/// Has the chain task sign `request` with this node's key for its next block; 202 with the
+/// item's ids and `"status": "pending"`.
+async fn sign_governance(s: &AppState, request: GovernanceRequest) -> ApiResult<Response> {
+    let accepted = s
+        .chain
+        .governance(request)
+        .await
+        .map_err(governance_error)?;
+    let mut v = serde_json::to_value(&accepted).map_err(internal)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("status".into(), json!("pending"));
+    }
+    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+}
+
+/// `POST /api/governance/proposals` `{"action": "add"|"remove", "key": "<hex public key>"}`:
+/// this node proposes the change, signed with its key, in its next block.
+async fn propose(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    authorize(&s, &headers)?;
+    const EXPECTED: &str = r#"{"action": "add" or "remove", "key": "<64 hex digits>"}"#;
+    let req: ProposeJson = governance_body(body, EXPECTED)?;
+    let key = PublicKey::from_hex(&req.key).map_err(|e| {
+        bad_request(format!(
+            "`key` is not an ed25519 public key: {e}; give the 64 hex digits that `provchain keygen` \
+             and `provchain key inspect` print"
+        ))
+    })?;
+    let action = match req.action.trim().to_ascii_lowercase().as_str() {
+        "add" => GovernanceAction::Add(key),
+        "remove" => GovernanceAction::Remove(key),
+        other => {
+            return Err(bad_request(format!(
+                "unknown action `{other}`; use \"add\" or \"remove\""
+            )));
+        }
+    };
+    sign_governance(&s, GovernanceRequest::Propose(action)).await
+}
+
+/// `POST /api/governance/votes` `{"proposal": "<hex proposal id>"}`: this node supports an open
+/// proposal that a block on its best chain carries, with a vote in its next block.
+async fn vote(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    authorize(&s, &headers)?;
+    let req: VoteJson = governance_body(body, r#"{"proposal": "<64 hex digits proposal id>"}"#)?;
+    let proposal = Hash::from_hex(&req.proposal).map_err(|e| {
+        bad_request(format!(
+            "`proposal` is not a proposal id: {e}; give the id `provchain authority list` shows"
+        ))
+    })?;
+    sign_governance(&s, GovernanceRequest::Vote(proposal)).await
 }
 
 async fn integrity(State(s): State<AppState>) -> ApiResult<Json<Value>> {

@@ -12,7 +12,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use provchain_consensus::{
-    AuthoritySource, Block, BlockHeader, Decode, Encode, Genesis, Limits, ValidationContext,
+    AuthorityHistory, Block, BlockHeader, Decode, Encode, Genesis, Limits, ValidationContext,
     validate_block,
 };
 use provchain_storage::Store;
@@ -226,11 +226,30 @@ pub fn import(
         max_block_txs: usize::MAX,
         max_tx_bytes: MAX_ENTRY,
     };
+    // The authority set follows the governance items of the blocks read so far.
+    let mut history =
+        AuthorityHistory::from_genesis(&genesis, genesis.governance).map_err(|e| {
+            ArchiveError::InvalidBlock {
+                height: 0,
+                reason: e.to_string(),
+            }
+        })?;
     while let Some(block) = reader.next_block()? {
         let height = block.header.height;
+        let governance_error =
+            |e: provchain_consensus::GovernanceError| ArchiveError::InvalidBlock {
+                height,
+                reason: e.to_string(),
+            };
+        if height > history.height() + 1 {
+            history
+                .apply_final_block(height - 1, &[])
+                .map_err(governance_error)?;
+        }
+        let authorities = history.authorities_at(height).to_vec();
         let ctx = ValidationContext {
             genesis_hash: gh,
-            authorities: genesis.authorities_at(height),
+            authorities: &authorities,
             interval_ms: genesis.block_interval_ms,
             now_ms,
             max_drift_ms: genesis.block_interval_ms,
@@ -247,6 +266,11 @@ pub fn import(
                     reason: format!("transaction {index} has invalid RDF: {e}"),
                 }
             })?;
+        }
+        if !block.governance.is_empty() {
+            history
+                .apply_final_block(height, &block.governance)
+                .map_err(governance_error)?;
         }
         parent = block.header.clone();
         stats.blocks += 1;

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use provchain_consensus::{
-    AuthoritySource, Block, BlockError, BlockHeader, ForkError, ForkTree, Genesis, Hash, Keypair,
-    Limits, SlotRegistry, Transaction, ValidationContext, finality_threshold, leader, slot_at,
-    slot_start_ms, validate_block,
+    Applied, AuthorityHistory, Block, BlockError, BlockHeader, ForkError, ForkTree, Genesis, Hash,
+    Keypair, Limits, PublicKey, SlotRegistry, Transaction, ValidationContext, finality_threshold,
+    leader, slot_at, slot_start_ms, validate_block,
 };
 use provchain_p2p::{ChainStatus, MessageId, P2pEvent, P2pHandle, PeerId, Verdict};
 use provchain_storage::{StorageError, Store, rdf};
@@ -27,6 +27,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::governance::{
+    AuthoritiesView, Governance, GovernanceAccepted, GovernanceRequest, GovernanceSubmitError,
+};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolError};
 
@@ -143,6 +146,13 @@ pub enum Command {
     DiscreditPeer {
         peer: PeerId,
     },
+    Authorities {
+        reply: oneshot::Sender<AuthoritiesView>,
+    },
+    Governance {
+        request: GovernanceRequest,
+        reply: oneshot::Sender<Result<GovernanceAccepted, GovernanceSubmitError>>,
+    },
 }
 
 /// Result of importing a batch fetched by sync.
@@ -219,6 +229,21 @@ impl ChainHandle {
         let _ = self.tx.send(Command::PeerStatus { peer, status }).await;
     }
 
+    /// The authority set on the best chain, scheduled changes and open proposals.
+    pub async fn authorities(&self) -> Option<AuthoritiesView> {
+        self.ask(|reply| Command::Authorities { reply }).await
+    }
+
+    /// Signs a proposal or vote with this node's key for its next block.
+    pub async fn governance(
+        &self,
+        request: GovernanceRequest,
+    ) -> Result<GovernanceAccepted, GovernanceSubmitError> {
+        self.ask(|reply| Command::Governance { request, reply })
+            .await
+            .unwrap_or(Err(GovernanceSubmitError::Closed))
+    }
+
     /// Stops counting the height `peer` claimed (it did not serve it), so a lying peer cannot
     /// make this node look behind.
     pub async fn discredit_peer(&self, peer: PeerId) {
@@ -243,6 +268,8 @@ pub enum ImportError {
     Replayed(Hash),
     #[error("equivocation: {0}")]
     Equivocation(String),
+    #[error("governance: {0}")]
+    Governance(String),
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
 }
@@ -257,6 +284,7 @@ impl ImportError {
             Self::Rdf { .. } => "invalid_rdf",
             Self::Replayed(_) => "replayed_tx",
             Self::Equivocation(_) => "equivocation",
+            Self::Governance(_) => "invalid_governance",
             Self::Storage(_) => "storage",
         }
     }
@@ -281,6 +309,9 @@ pub struct Chain {
     /// Transactions whose RDF already parsed here (admitted to the pool), skipped on import.
     checked: HashSet<Hash>,
     pool: Pool,
+    governance: Governance,
+    /// The authority set in force at the final head, as last given to p2p.
+    permitted: Vec<PublicKey>,
     slots: SlotRegistry,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
@@ -322,11 +353,14 @@ impl Chain {
                 store.remove_pending(&hash)?;
             }
         }
+        let governance = Governance::open(&cfg.genesis, &store)?;
         let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let genesis_hash = cfg.genesis.hash();
         let mut chain = Self {
             pool: Pool::new(cfg.max_pool_size),
+            permitted: cfg.genesis.authorities.clone(),
+            governance,
             cfg,
             genesis_hash,
             store,
@@ -356,6 +390,7 @@ impl Chain {
             }
         }
         chain.last_sealed_slot = chain.tree.best_head().1.slot;
+        chain.publish_governance();
         chain
             .metrics
             .triples_stored
@@ -502,8 +537,9 @@ impl Chain {
                             self.count_rejection(&e);
                             debug!(peer = %from, error = %e, "sync import stopped");
                             outcome.failed = true;
-                            let fault = matches!(&e, ImportError::Rdf { .. })
-                                || matches!(&e, ImportError::Invalid(b)
+                            let fault =
+                                matches!(&e, ImportError::Rdf { .. } | ImportError::Governance(_))
+                                    || matches!(&e, ImportError::Invalid(b)
                                     if !matches!(b, BlockError::Early { .. }));
                             if fault {
                                 outcome.invalid = Some(e.reason());
@@ -531,6 +567,12 @@ impl Chain {
                 if let Some(h) = self.peers.get_mut(&peer) {
                     *h = 0;
                 }
+            }
+            Command::Authorities { reply } => {
+                let _ = reply.send(self.authorities_view());
+            }
+            Command::Governance { request, reply } => {
+                let _ = reply.send(self.submit_governance(request));
             }
         }
     }
@@ -746,13 +788,28 @@ impl Chain {
         if !self.cfg.is_authority || slot <= self.last_sealed_slot {
             return;
         }
-        let (_, best) = self.tree.best_head();
+        let (best_hash, best) = self.tree.best_head();
         let best = best.clone();
-        let authorities = self.cfg.genesis.authorities_at(best.height + 1);
+        let branch = match self.governance.branch(&self.tree, &self.bodies, &best_hash) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot compute the authority set of the best chain");
+                return;
+            }
+        };
+        let next = best.height + 1;
+        let authorities = branch.authorities_at(next);
         if leader(authorities, slot) != Some(&self.cfg.keypair.public()) || slot <= best.slot {
             return;
         }
-        if !self.cfg.empty_blocks && self.pool.is_empty() {
+        let own = self.governance.candidates();
+        let items = if own.is_empty() {
+            Vec::new()
+        } else {
+            branch.select_items(next, &own).unwrap_or_default()
+        };
+        drop(branch);
+        if !self.cfg.empty_blocks && self.pool.is_empty() && items.is_empty() {
             return;
         }
         self.last_sealed_slot = slot;
@@ -763,11 +820,12 @@ impl Chain {
         );
         let start = slot_start_ms(slot, self.interval_ms());
         let timestamp = now.clamp(start, start + self.interval_ms() - 1);
-        let block = Block::seal(
+        let block = Block::seal_with_governance(
             &best,
             slot,
             timestamp,
             txs,
+            items,
             &self.cfg.keypair,
             &self.genesis_hash,
         );
@@ -848,10 +906,20 @@ impl Chain {
             return Err(ImportError::Orphan(parent_hash));
         };
         if origin != Origin::Local {
-            let authorities = self.cfg.genesis.authorities_at(block.header.height);
+            let branch = self
+                .governance
+                .branch(&self.tree, &self.bodies, &parent_hash)
+                .map_err(|e| ImportError::Governance(e.to_string()))?;
+            let authorities = branch.authorities_at(block.header.height).to_vec();
+            // Reported after the stateless rules (seal, gov_root, item signatures), so a forged
+            // item is counted as such.
+            let governance = (!block.governance.is_empty())
+                .then(|| branch.check_block(block.header.height, &block.governance))
+                .and_then(Result::err);
+            drop(branch);
             let ctx = ValidationContext {
                 genesis_hash: self.genesis_hash,
-                authorities,
+                authorities: &authorities,
                 interval_ms: self.interval_ms(),
                 now_ms: self.now_ms(),
                 max_drift_ms: self.cfg.max_drift_ms,
@@ -878,6 +946,9 @@ impl Chain {
                     .into());
                 }
                 Err(e) => return Err(e.into()),
+            }
+            if let Some(e) = governance {
+                return Err(ImportError::Governance(e.to_string()));
             }
             self.check_rdf(&block)?;
             self.check_not_replayed(&block)?;
@@ -1045,10 +1116,25 @@ impl Chain {
         if self.defer_finality {
             return Ok(());
         }
-        let genesis = &self.cfg.genesis;
-        let finalized = self
-            .tree
-            .finalize(|h| finality_threshold(genesis.authorities_at(h).len()));
+        // The set in force at each height of the best chain, as (first height, size) steps.
+        let best = self.tree.best_head().0;
+        let steps: Vec<(u64, usize)> = match self.governance.branch(&self.tree, &self.bodies, &best)
+        {
+            Ok(b) => b
+                .switch_points()
+                .iter()
+                .map(|p| (p.height, p.authorities.len()))
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot compute the authority set of the best chain");
+                return Ok(());
+            }
+        };
+        let size_at = |h: u64| {
+            let i = steps.partition_point(|(from, _)| *from <= h);
+            steps.get(i.saturating_sub(1)).map_or(1, |(_, n)| *n)
+        };
+        let finalized = self.tree.finalize(|h| finality_threshold(size_at(h)));
         if finalized.blocks.is_empty() {
             return Ok(());
         }
@@ -1071,6 +1157,15 @@ impl Chain {
         self.metrics
             .block_commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        match self.governance.apply_final(&blocks) {
+            Ok(applied) => self.on_governance_final(&blocks, &applied),
+            Err(e) => {
+                // Every block was checked against these rules on its branch; a final chain that
+                // breaks them cannot be followed safely.
+                self.fatal = Some(format!("final blocks break the governance rules: {e}"));
+                return Err(ImportError::Governance(e.to_string()));
+            }
+        }
         // Storage merges its small segments off the chain task; at most one merge runs, and
         // commits never wait for it.
         let store = self.store.clone();
@@ -1116,6 +1211,93 @@ impl Chain {
             );
         }
         Ok(())
+    }
+
+    /// Logs and counts what newly final governance items changed; when the set in force at the
+    /// final head changed, p2p permissioning follows it.
+    fn on_governance_final(&mut self, blocks: &[Block], applied: &[Applied]) {
+        let items: usize = blocks.iter().map(|b| b.governance.len()).sum();
+        self.metrics.governance_items_final.inc_by(items as u64);
+        for a in applied {
+            info!("governance: {}", crate::governance::describe(a));
+        }
+        self.publish_governance();
+    }
+
+    /// Updates the governance gauges and p2p's authority set from the final history.
+    fn publish_governance(&mut self) {
+        let history = self.governance.final_history();
+        let current = history.authorities_at(history.height() + 1).to_vec();
+        self.metrics.authority_set_size.set(current.len() as i64);
+        self.metrics
+            .governance_open_proposals
+            .set(history.open_proposals().len() as i64);
+        self.metrics
+            .governance_scheduled_changes
+            .set(history.scheduled().len() as i64);
+        if current != self.permitted {
+            info!(
+                authorities = current.len(),
+                "authority set in force changed; updating peer permissions"
+            );
+            self.permitted = current.clone();
+            let p2p = self.p2p.clone();
+            tokio::spawn(async move { p2p.set_authorities(current).await });
+        }
+    }
+
+    fn best_branch(&self) -> Result<std::borrow::Cow<'_, AuthorityHistory>, String> {
+        let best = self.tree.best_head().0;
+        self.governance
+            .branch(&self.tree, &self.bodies, &best)
+            .map_err(|e| e.to_string())
+    }
+
+    fn authorities_view(&self) -> AuthoritiesView {
+        let (_, best) = self.tree.best_head();
+        let final_height = self.tree.final_head().1.height;
+        let on_best: std::collections::HashSet<Hash> = self
+            .tree
+            .best_chain()
+            .iter()
+            .filter_map(|h| self.bodies.get(h))
+            .flat_map(|b| b.governance.iter().map(|i| i.id()))
+            .collect();
+        match self.best_branch() {
+            Ok(branch) => self
+                .governance
+                .view(&branch, best.height, final_height, &on_best),
+            Err(e) => {
+                warn!(error = %e, "cannot compute the authority set of the best chain");
+                self.governance.view(
+                    self.governance.final_history(),
+                    final_height,
+                    final_height,
+                    &on_best,
+                )
+            }
+        }
+    }
+
+    fn submit_governance(
+        &mut self,
+        request: GovernanceRequest,
+    ) -> Result<GovernanceAccepted, GovernanceSubmitError> {
+        if !self.cfg.is_authority {
+            let height = self.tree.best_head().1.height + 1;
+            return Err(GovernanceSubmitError::NotAuthority { height });
+        }
+        let next = self.tree.best_head().1.height + 1;
+        let branch = self
+            .best_branch()
+            .map_err(GovernanceSubmitError::Invalid)?
+            .into_owned();
+        let nonce = self.now_ms();
+        let accepted = self
+            .governance
+            .submit(request, &self.cfg.keypair, &branch, next, nonce)?;
+        info!(kind = accepted.kind, proposal = %accepted.proposal, "governance item signed; it goes into this node's next block");
+        Ok(accepted)
     }
 
     /// The header of the final head (for tests and status).

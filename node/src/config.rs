@@ -118,6 +118,14 @@ pub struct ConsensusConfig {
     pub dev_key: Option<u32>,
     /// Added to the system clock. For clock-skew testing only; keep 0 in production.
     pub clock_offset_ms: i64,
+    /// Authority-set changes decided by vote take effect at the next multiple of this height.
+    /// Part of the network's identity: the same on every node.
+    pub epoch_length: u64,
+    /// Blocks a governance proposal stays open for votes. The same on every node.
+    pub proposal_ttl: u64,
+    /// This authority's key is not in `authority_keys` (genesis): it joins the set when the
+    /// authorities vote it in, and seals only from then on.
+    pub join_by_vote: bool,
 }
 
 impl Default for ConsensusConfig {
@@ -136,6 +144,9 @@ impl Default for ConsensusConfig {
             max_clock_drift_ms: 500,
             dev_key: None,
             clock_offset_ms: 0,
+            epoch_length: provchain_consensus::GovernanceParams::default().epoch_length,
+            proposal_ttl: provchain_consensus::GovernanceParams::default().proposal_ttl,
+            join_by_vote: false,
         }
     }
 }
@@ -454,6 +465,24 @@ impl Config {
                 "consensus.authority_keys",
                 "is empty: list the network's authority public keys (same order on every node), \
                  or start with --dev for a single-node development chain",
+            ));
+        }
+        if self.consensus.epoch_length == 0 {
+            return Err(invalid(
+                "consensus.epoch_length",
+                "must be greater than zero (default 10 blocks)",
+            ));
+        }
+        if self.consensus.proposal_ttl == 0 {
+            return Err(invalid(
+                "consensus.proposal_ttl",
+                "must be greater than zero (default 1000 blocks)",
+            ));
+        }
+        if self.consensus.join_by_vote && !self.consensus.is_authority {
+            return Err(invalid(
+                "consensus.join_by_vote",
+                "needs consensus.is_authority = true: only an authority seals once voted in",
             ));
         }
         if let Some(s) = &self.web.jwt_secret

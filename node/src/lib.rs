@@ -19,6 +19,7 @@ pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod explorer;
+pub mod governance;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
@@ -144,6 +145,7 @@ pub fn identity(config: &Config) -> anyhow::Result<(provchain_consensus::Keypair
             network_id: DEV_NETWORK_ID.into(),
             authorities: vec![key.public()],
             block_interval_ms: interval,
+            governance: governance_params(config),
         };
         return Ok((key, genesis, true));
     }
@@ -181,10 +183,25 @@ pub fn identity(config: &Config) -> anyhow::Result<(provchain_consensus::Keypair
         info!(path = %key_file.display(), "created observer node key");
         key
     };
-    if config.consensus.is_authority && !authorities.contains(&key.public()) {
+    let in_genesis = authorities.contains(&key.public());
+    if config.consensus.join_by_vote {
+        if in_genesis {
+            bail!(
+                "consensus.join_by_vote is true but this node's public key {} is already in \
+                 consensus.authority_keys; remove join_by_vote",
+                key.public()
+            );
+        }
+        info!(
+            key = %key.public(),
+            "authority not in the genesis set: it seals once the authorities vote it in \
+             (see docs/DEPLOYMENT.md, onboarding a member)"
+        );
+    } else if config.consensus.is_authority && !in_genesis {
         bail!(
             "consensus.is_authority is true but this node's public key {} (from {}) is not in \
-             consensus.authority_keys; add it there on every node, or set is_authority = false",
+             consensus.authority_keys; add it there on every node, set is_authority = false, or \
+             set consensus.join_by_vote = true if the authorities are to vote this key in",
             key.public(),
             key_file.display()
         );
@@ -193,8 +210,16 @@ pub fn identity(config: &Config) -> anyhow::Result<(provchain_consensus::Keypair
         network_id: config.network.network_id.clone(),
         authorities,
         block_interval_ms: interval,
+        governance: governance_params(config),
     };
     Ok((key, genesis, config.consensus.is_authority))
+}
+
+fn governance_params(config: &Config) -> provchain_consensus::GovernanceParams {
+    provchain_consensus::GovernanceParams {
+        epoch_length: config.consensus.epoch_length,
+        proposal_ttl: config.consensus.proposal_ttl,
+    }
 }
 
 async fn bind(host: &str, port: u16, key: &str) -> anyhow::Result<TcpListener> {

@@ -60,6 +60,9 @@ const BLOCK_REJECT_REASONS: &[&str] = &[
     "invalid_rdf",
     "replayed_tx",
     "storage",
+    "gov_root",
+    "governance_signature",
+    "invalid_governance",
 ];
 /// Reasons a submitted or gossiped transaction is refused.
 const TX_REJECT_REASONS: &[&str] = &[
@@ -101,6 +104,10 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub sync_blocks_fetched: Counter,
+    pub authority_set_size: Gauge,
+    pub governance_open_proposals: Gauge,
+    pub governance_scheduled_changes: Gauge,
+    pub governance_items_final: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -147,6 +154,10 @@ impl Metrics {
                 || Histogram::new(seconds_buckets()),
             ),
             sync_blocks_fetched: Counter::default(),
+            authority_set_size: Gauge::default(),
+            governance_open_proposals: Gauge::default(),
+            governance_scheduled_changes: Gauge::default(),
+            governance_items_final: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -282,6 +293,26 @@ impl Metrics {
             "sync_blocks_fetched",
             "Blocks fetched from peers by sync",
             m.sync_blocks_fetched.clone(),
+        );
+        r.register(
+            "authority_set_size",
+            "Authorities in force for the next block on the final chain",
+            m.authority_set_size.clone(),
+        );
+        r.register(
+            "governance_open_proposals",
+            "Authority-set change proposals still collecting votes (final chain)",
+            m.governance_open_proposals.clone(),
+        );
+        r.register(
+            "governance_scheduled_changes",
+            "Decided authority-set changes not yet in force (final chain)",
+            m.governance_scheduled_changes.clone(),
+        );
+        r.register(
+            "governance_items_final",
+            "Governance proposals and votes in final blocks",
+            m.governance_items_final.clone(),
         );
         // Known label values start at 0, so dashboards and rate() alerts see the series before the
         // first event.

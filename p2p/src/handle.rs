@@ -1,6 +1,6 @@
 //! The cloneable handle through which the node drives the swarm task.
 
-use provchain_consensus::{Block, Transaction};
+use provchain_consensus::{Block, PublicKey, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::wire::{SyncQuery, SyncResponse};
@@ -33,6 +33,10 @@ pub(crate) enum Command {
     Penalise {
         peer: PeerId,
         reason: String,
+    },
+    SetAuthorities {
+        authorities: Vec<PublicKey>,
+        done: oneshot::Sender<()>,
     },
     /// Test hook: answer every sync request with these bytes instead of the node's answer.
     #[cfg(test)]
@@ -169,6 +173,18 @@ impl P2pHandle {
                 peer,
                 reason: reason.into(),
             })
+            .await;
+    }
+
+    /// Replaces the authority set (after a governance decision changed it). From then on the
+    /// new authorities and the configured [`crate::P2pConfig::allowed_peers`] may connect and
+    /// gossip; a connected peer that is in neither is disconnected and refused, and a peer that
+    /// stays allowed keeps its connection with its `is_authority` flag updated. Bans stay in
+    /// force until they end. The same set again changes nothing. Returns once the swarm task
+    /// applied it (at once if the service has stopped).
+    pub async fn set_authorities(&self, authorities: Vec<PublicKey>) {
+        let _ = self
+            .ask(|done| Command::SetAuthorities { authorities, done })
             .await;
     }
 

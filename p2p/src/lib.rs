@@ -8,6 +8,12 @@
 //! Kademlia + identify for discovery, ping for liveness, and a request-response protocol for
 //! block sync. Nothing outside this crate sees a raw swarm event or a libp2p behaviour.
 //!
+//! Permissioning: only the authorities and the configured [`P2pConfig::allowed_peers`] may
+//! connect, relay or author gossip. The authority set starts as [`P2pConfig::authorities`] and
+//! follows governance through [`P2pHandle::set_authorities`]: newly allowed peers are admitted
+//! (and dialed when their address is known), peers no longer allowed are disconnected and
+//! refused, and a ban for misbehaviour stays in force whatever the set says.
+//!
 //! # Tasks and channels
 //!
 //! [`spawn`] builds the swarm, binds the listeners (so a busy port is reported at once) and
@@ -141,9 +147,10 @@ pub struct P2pConfig {
     pub listen: Vec<Multiaddr>,
     /// `PROVCHAIN_PEERS` entries; see [`parse_peer_addr`] for the accepted forms.
     pub bootstrap: Vec<String>,
-    /// Authorities' keys: their PeerIds may connect and are flagged `is_authority`.
+    /// Authorities' keys at startup: their PeerIds may connect and are flagged `is_authority`.
+    /// [`P2pHandle::set_authorities`] replaces the set at runtime.
     pub authorities: Vec<PublicKey>,
-    /// Observers allowed to connect besides the authorities.
+    /// Observers allowed to connect besides the authorities, whatever the authority set.
     pub allowed_peers: Vec<PeerId>,
     /// Pre-shared key of a `pnet` private network (see [`parse_swarm_key`]).
     pub psk: Option<[u8; 32]>,

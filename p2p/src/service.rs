@@ -18,7 +18,7 @@ use libp2p::{
     noise, ping, tcp, yamux,
 };
 use provchain_consensus::crypto::hash_with;
-use provchain_consensus::{Block, Hash};
+use provchain_consensus::{Block, Hash, PublicKey};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -328,11 +328,8 @@ pub(crate) fn spawn(cfg: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEven
     }
     let names = Names::new(&cfg.genesis_hash)?;
     let authorities: HashSet<PeerId> = cfg.authorities.iter().map(crate::peer_id_of).collect();
-    let allowed: HashSet<PeerId> = authorities
-        .iter()
-        .chain(cfg.allowed_peers.iter())
-        .copied()
-        .collect();
+    let allowed_peers: HashSet<PeerId> = cfg.allowed_peers.iter().copied().collect();
+    let allowed: HashSet<PeerId> = authorities.union(&allowed_peers).copied().collect();
     // Parse every bootstrap entry up front: a typo stops startup with a clear message.
     let bootstrap_addrs = cfg
         .bootstrap
@@ -375,6 +372,7 @@ pub(crate) fn spawn(cfg: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEven
         local_peer_id,
         allowed,
         authorities,
+        allowed_peers,
         max_strikes: cfg.max_strikes.max(1),
         ban_duration: cfg.ban_duration,
         strikes: HashMap::new(),
@@ -471,8 +469,13 @@ struct Service {
     max_message_bytes: usize,
     bootstrap_interval: Duration,
     local_peer_id: PeerId,
+    /// `authorities ∪ allowed_peers`: who may connect and author gossip. The allow-list
+    /// behaviour holds the same set minus banned peers.
     allowed: HashSet<PeerId>,
+    /// The current authority set; replaced by [`Command::SetAuthorities`].
     authorities: HashSet<PeerId>,
+    /// The configured observers, allowed whatever the authority set.
+    allowed_peers: HashSet<PeerId>,
     max_strikes: u32,
     ban_duration: Duration,
     /// Strikes per peer and when the last one came.
@@ -635,7 +638,8 @@ impl Service {
         }
     }
 
-    /// Lets peers whose ban has ended connect again (if they are still allowed).
+    /// Lets peers whose ban has ended connect again if they are still allowed (the authority
+    /// set may have changed during the ban).
     fn expire_bans(&mut self) {
         let now = Instant::now();
         let ended: Vec<PeerId> = self
@@ -651,6 +655,78 @@ impl Service {
             }
             info!(%peer, "ban ended");
         }
+    }
+
+    /// Follows a new authority set: admits peers that became allowed, disconnects and refuses
+    /// those that no longer are. Role changes of peers that stay allowed need nothing more:
+    /// `is_authority` is read from `self.authorities` whenever it is reported.
+    fn set_authorities(&mut self, keys: &[PublicKey]) {
+        let authorities: HashSet<PeerId> = keys.iter().map(crate::peer_id_of).collect();
+        if authorities == self.authorities {
+            debug!("authority set unchanged");
+            return;
+        }
+        let allowed: HashSet<PeerId> = authorities.union(&self.allowed_peers).copied().collect();
+        let local = self.local_peer_id;
+        let diff = |a: &HashSet<PeerId>, b: &HashSet<PeerId>| -> Vec<PeerId> {
+            a.difference(b).copied().filter(|p| *p != local).collect()
+        };
+        let added = diff(&authorities, &self.authorities);
+        let removed = diff(&self.authorities, &authorities);
+        let admitted = diff(&allowed, &self.allowed);
+        let expelled = diff(&self.allowed, &allowed);
+        info!(
+            ?added,
+            ?removed,
+            ?admitted,
+            ?expelled,
+            authorities = authorities.len(),
+            "authority set changed"
+        );
+        self.authorities = authorities;
+        self.allowed = allowed;
+
+        for peer in expelled {
+            // Closes every connection to it and refuses new ones, both ways. A banned peer is
+            // already out of the allow list; `expire_bans` will not let it back in.
+            self.swarm.behaviour_mut().allow.disallow_peer(peer);
+            self.discovered_dials.remove(&peer);
+        }
+        let now = Instant::now();
+        for peer in admitted {
+            if self.banned.contains_key(&peer) {
+                info!(%peer, "newly allowed peer is banned; it is admitted when the ban ends");
+                continue;
+            }
+            self.swarm.behaviour_mut().allow.allow_peer(peer);
+            // Dial it now rather than at the next backoff step or bootstrap round.
+            self.discovered_dials.remove(&peer);
+            for b in self.bootstrap.iter_mut().filter(|b| b.peer == Some(peer)) {
+                if matches!(b.state, BootState::Due(_)) {
+                    b.state = BootState::Due(now);
+                    b.backoff = INITIAL_REDIAL_BACKOFF;
+                }
+            }
+            let known = self.kad_addresses(peer);
+            if !known.is_empty() {
+                self.dial_discovered(peer, known);
+            }
+        }
+    }
+
+    /// The addresses Kademlia holds for `peer` (empty when it is not in the routing table).
+    fn kad_addresses(&mut self, peer: PeerId) -> Vec<Multiaddr> {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbucket(peer)
+            .and_then(|bucket| {
+                bucket
+                    .iter()
+                    .find(|e| *e.node.key.preimage() == peer)
+                    .map(|e| e.node.value.iter().cloned().collect())
+            })
+            .unwrap_or_default()
     }
 
     // ---- commands -----------------------------------------------------------------------
@@ -682,6 +758,10 @@ impl Service {
                 }
             }
             Command::Penalise { peer, reason } => self.strike(peer, &reason),
+            Command::SetAuthorities { authorities, done } => {
+                self.set_authorities(&authorities);
+                let _ = done.send(());
+            }
             Command::Peers(reply) => {
                 let peers = self
                     .peers

@@ -27,6 +27,7 @@ fn genesis(n: u8) -> Genesis {
         network_id: "p2p-test".into(),
         authorities: (1..=n).map(|i| key(i).public()).collect(),
         block_interval_ms: 1000,
+        governance: Default::default(),
     }
 }
 
@@ -575,6 +576,196 @@ async fn a_peer_that_keeps_misbehaving_is_banned_then_let_back() {
     assert!(!n1.handle.peers().await.iter().any(|p| p.peer_id == banned));
     // Once the ban ends, the allowed peer connects again.
     n1.wait_connected(&[n2.peer_id]).await;
+}
+
+/// Keys `ids` as an authority set.
+fn keys(ids: &[u8]) -> Vec<provchain_consensus::PublicKey> {
+    ids.iter().map(|i| key(*i).public()).collect()
+}
+
+#[tokio::test]
+async fn authority_added_at_runtime_is_admitted_and_its_gossip_accepted() {
+    let g = genesis(3);
+    let mut ca = config(1, &g, vec![]);
+    ca.authorities = keys(&[1, 2]);
+    let mut a = Node::start(ca).await;
+    // Node 3 follows genesis (all three are authorities) and keeps redialing node 1.
+    let c = Node::start(config(3, &g, vec![a.full_addr()])).await;
+    let refused = a
+        .wait("PeerRefused", |ev| match ev {
+            P2pEvent::PeerRefused { peer } => Some(peer),
+            _ => None,
+        })
+        .await;
+    assert_eq!(refused, c.peer_id);
+
+    a.handle.set_authorities(keys(&[1, 2, 3])).await;
+    a.handle.set_authorities(keys(&[1, 2, 3])).await;
+    let is_authority = a
+        .wait("PeerConnected from node 3", |ev| match ev {
+            P2pEvent::PeerConnected { peer, is_authority } if peer == c.peer_id => {
+                Some(is_authority)
+            }
+            _ => None,
+        })
+        .await;
+    assert!(is_authority);
+    let peers = a.handle.peers().await;
+    let info = peers
+        .iter()
+        .find(|p| p.peer_id == c.peer_id)
+        .expect("node 3 in node 1's peers");
+    assert!(info.is_authority);
+
+    let hc = c.handle.clone();
+    eventually("node 3 sees node 1 subscribed", || {
+        let h = hc.clone();
+        async move { h.stats().await.block_topic_peers >= 1 }
+    })
+    .await;
+    let b = block_at_slot(&g, 1);
+    c.handle.publish_block(&b).await.expect("publish");
+    let (from, _, got) = a.next_block().await;
+    assert_eq!((from, got), (c.peer_id, b));
+}
+
+#[tokio::test]
+async fn authority_removed_at_runtime_is_dropped_unless_an_allowed_peer() {
+    let g = genesis(4);
+    // Node 3 is only an authority; node 4 is an authority and a configured observer.
+    let mut ca = config(1, &g, vec![]);
+    ca.authorities = keys(&[1, 2, 3, 4]);
+    ca.allowed_peers = vec![peer_id_of(&key(4).public())];
+    let mut a = Node::start(ca).await;
+    let c = Node::start(config(3, &g, vec![a.full_addr()])).await;
+    let d = Node::start(config(4, &g, vec![a.full_addr()])).await;
+    a.wait_connected(&[c.peer_id, d.peer_id]).await;
+    let before = a.handle.peers().await;
+    assert!(before.iter().all(|p| p.is_authority), "{before:?}");
+    let d_since = before
+        .iter()
+        .find(|p| p.peer_id == d.peer_id)
+        .expect("node 4 connected")
+        .connected_since_ms;
+
+    a.handle.set_authorities(keys(&[1, 2])).await;
+    a.handle.set_authorities(keys(&[1, 2])).await;
+    // Node 3 is disconnected, then its redial is refused; node 4 is never disconnected.
+    let (mut dropped, mut refused) = (false, false);
+    while !(dropped && refused) {
+        let ev = a.wait("node 3 dropped and refused", Some).await;
+        match ev {
+            P2pEvent::PeerDisconnected { peer } if peer == c.peer_id => dropped = true,
+            P2pEvent::PeerRefused { peer } if peer == c.peer_id => refused = true,
+            P2pEvent::PeerDisconnected { peer } | P2pEvent::PeerRefused { peer }
+                if peer == d.peer_id =>
+            {
+                panic!("the observer lost its connection: {ev:?}")
+            }
+            _ => {}
+        }
+    }
+    let after = a.handle.peers().await;
+    assert!(!after.iter().any(|p| p.peer_id == c.peer_id), "{after:?}");
+    let observer = after
+        .iter()
+        .find(|p| p.peer_id == d.peer_id)
+        .expect("node 4 still connected");
+    assert!(!observer.is_authority);
+    assert_eq!(observer.connected_since_ms, d_since, "node 4 reconnected");
+
+    // The observer's gossip is still accepted.
+    let hd = d.handle.clone();
+    eventually("node 4 sees node 1 subscribed", || {
+        let h = hd.clone();
+        async move { h.stats().await.block_topic_peers >= 1 }
+    })
+    .await;
+    let b = block_at_slot(&g, 1);
+    d.handle.publish_block(&b).await.expect("publish");
+    let (from, _, got) = a.next_block().await;
+    assert_eq!((from, got), (d.peer_id, b));
+}
+
+/// Node 1 (authorities {1, 3}, banning at the first strike for `ban`) connected to node 3.
+async fn banning_pair(ban: Duration) -> (Node, Node) {
+    let g = genesis(3);
+    let mut ca = config(1, &g, vec![]);
+    ca.authorities = keys(&[1, 3]);
+    ca.max_strikes = 1;
+    ca.ban_duration = ban;
+    let mut a = Node::start(ca).await;
+    let c = Node::start(config(3, &g, vec![a.full_addr()])).await;
+    a.wait_connected(&[c.peer_id]).await;
+    a.handle.penalise(c.peer_id, "test offence").await;
+    let banned = a
+        .wait("PeerBanned", |ev| match ev {
+            P2pEvent::PeerBanned { peer, .. } => Some(peer),
+            _ => None,
+        })
+        .await;
+    assert_eq!(banned, c.peer_id);
+    (a, c)
+}
+
+#[tokio::test]
+async fn an_authority_set_change_does_not_lift_a_ban() {
+    let (mut a, c) = banning_pair(Duration::from_secs(3)).await;
+    a.handle.set_authorities(keys(&[1])).await;
+    a.handle.set_authorities(keys(&[1, 3])).await;
+    // Node 3 redials within a second or two, well inside the ban.
+    let readmitted = a
+        .wait("node 3 refused or connected", |ev| match ev {
+            P2pEvent::PeerRefused { peer } if peer == c.peer_id => Some(false),
+            P2pEvent::PeerConnected { peer, .. } if peer == c.peer_id => Some(true),
+            _ => None,
+        })
+        .await;
+    assert!(
+        !readmitted,
+        "the banned peer was let back before its ban ended"
+    );
+    // Once the ban ends, the (again) authority connects.
+    let is_authority = a
+        .wait("node 3 connected after its ban", |ev| match ev {
+            P2pEvent::PeerConnected { peer, is_authority } if peer == c.peer_id => {
+                Some(is_authority)
+            }
+            _ => None,
+        })
+        .await;
+    assert!(is_authority);
+}
+
+#[tokio::test]
+async fn an_ended_ban_does_not_readmit_a_removed_authority() {
+    let ban = Duration::from_secs(1);
+    let (mut a, c) = banning_pair(ban).await;
+    let banned_at = Instant::now();
+    a.handle.set_authorities(keys(&[1])).await;
+    // Bans are lifted on a 500 ms tick: a refusal this late comes after the ban ended.
+    let ban_over = banned_at + ban + Duration::from_secs(1);
+    a.wait("node 3 refused after its ban ended", |ev| match ev {
+        P2pEvent::PeerConnected { peer, .. } if peer == c.peer_id => {
+            panic!("a removed authority was readmitted when its ban ended")
+        }
+        P2pEvent::PeerRefused { peer } if peer == c.peer_id && Instant::now() > ban_over => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    // Made an authority again, it is admitted (node 1 knows its address from before).
+    a.handle.set_authorities(keys(&[1, 3])).await;
+    let is_authority = a
+        .wait("node 3 connected again", |ev| match ev {
+            P2pEvent::PeerConnected { peer, is_authority } if peer == c.peer_id => {
+                Some(is_authority)
+            }
+            _ => None,
+        })
+        .await;
+    assert!(is_authority);
 }
 
 #[tokio::test]

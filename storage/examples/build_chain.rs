@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         network_id,
         authorities: keys.iter().map(Keypair::public).collect(),
         block_interval_ms: interval,
+        governance: Default::default(),
     };
     let gh = genesis.hash();
     let store = Store::open(std::path::Path::new(&db), &genesis)?;

@@ -51,7 +51,7 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
+    pub fn corrupt(what: impl Into<String>, detail: impl ToString) -> Self {
         Self::Corrupt {
             what: what.into(),
             detail: detail.to_string(),

@@ -153,6 +153,20 @@ impl Store {
             if merkle_root(&ids) != block.header.tx_root {
                 t.fail(3, height, "tx_root does not match the transactions".into());
             }
+            let gov_ok = match block.header.gov_root {
+                Some(root) => {
+                    !block.governance.is_empty()
+                        && provchain_consensus::block::gov_root(&block.governance) == root
+                }
+                None => block.governance.is_empty(),
+            };
+            if !gov_ok {
+                t.fail(
+                    3,
+                    height,
+                    "gov_root does not match the governance items".into(),
+                );
+            }
             for (index, (tx, id)) in block.transactions.iter().zip(&ids).enumerate() {
                 checked_transactions += 1;
                 let msg = tx.signing_message(&i.genesis_hash);

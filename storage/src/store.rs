@@ -31,7 +31,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use provchain_consensus::codec::Reader;
-use provchain_consensus::{Block, BlockHeader, Decode, Encode, Genesis, Hash, Transaction};
+use provchain_consensus::{
+    Block, BlockHeader, Decode, Encode, Genesis, GovernanceAction, GovernanceItem, Hash,
+    Transaction,
+};
 use serde::Serialize;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -80,6 +83,9 @@ const META_NEXT_SEGMENT: &[u8] = b"next_segment_id";
 /// First height whose transactions are in the digest index (databases created before the
 /// index existed start it at their head at the time).
 const META_DIGESTS_FROM: &[u8] = b"digests_from";
+/// `governance_height/<height BE>`: a final block at that height carries governance items, so
+/// the authority history can be rebuilt without reading every block.
+const META_GOVERNANCE_HEIGHT: &[u8] = b"governance_height/";
 /// Digest index keys: `D ‖ digest ‖ height ‖ index` → tx id, and `T ‖ tx id` → the digest
 /// (32 bytes) or `0x00 ‖ why there is none`.
 const DIGEST_BY_VALUE: u8 = b'D';
@@ -599,6 +605,8 @@ struct Step {
     head: Option<BlockHeader>,
     /// Each transaction's id, height, index and canonical digest.
     digests: Vec<(Hash, u64, u32, Result<CanonicalDigest, DigestError>)>,
+    /// Heights of blocks carrying governance items.
+    governance_heights: Vec<u64>,
 }
 
 /// RFC 3339 UTC timestamp with milliseconds from Unix milliseconds.
@@ -659,7 +667,66 @@ fn block_metadata(block: &Block, b: &OwnedTerm) -> Vec<[OwnedTerm; 3]> {
             date_time(h.timestamp_ms),
         ]);
     }
+    for item in &block.governance {
+        out.extend(governance_metadata(item, b));
+    }
     out
+}
+
+/// Chain metadata statements for one governance item: a PROV-O activity associated with the
+/// authority that signed it.
+fn governance_metadata(item: &GovernanceItem, block: &OwnedTerm) -> Vec<[OwnedTerm; 3]> {
+    match item {
+        GovernanceItem::Proposal(p) => {
+            let t = iri(vocab::proposal_iri(&p.id()));
+            let (action, key) = match p.action {
+                GovernanceAction::Add(k) => ("add", k),
+                GovernanceAction::Remove(k) => ("remove", k),
+            };
+            vec![
+                [t.clone(), iri(vocab::RDF_TYPE), iri(vocab::PROV_ACTIVITY)],
+                [
+                    t.clone(),
+                    iri(vocab::RDF_TYPE),
+                    iri(vocab::PC_AUTHORITY_PROPOSAL),
+                ],
+                [t.clone(), iri(vocab::PC_ACTION), string_literal(action)],
+                [
+                    t.clone(),
+                    iri(vocab::PC_AUTHORITY),
+                    iri(vocab::node_iri(&key)),
+                ],
+                [
+                    t.clone(),
+                    iri(vocab::PROV_WAS_ASSOCIATED_WITH),
+                    iri(vocab::node_iri(&p.proposer)),
+                ],
+                [t, iri(vocab::PC_IN_BLOCK), block.clone()],
+            ]
+        }
+        GovernanceItem::Vote(v) => {
+            let t = iri(vocab::vote_iri(&item.id()));
+            vec![
+                [t.clone(), iri(vocab::RDF_TYPE), iri(vocab::PROV_ACTIVITY)],
+                [
+                    t.clone(),
+                    iri(vocab::RDF_TYPE),
+                    iri(vocab::PC_AUTHORITY_VOTE),
+                ],
+                [
+                    t.clone(),
+                    iri(vocab::PC_PROPOSAL),
+                    iri(vocab::proposal_iri(&v.proposal)),
+                ],
+                [
+                    t.clone(),
+                    iri(vocab::PROV_WAS_ASSOCIATED_WITH),
+                    iri(vocab::node_iri(&v.voter)),
+                ],
+                [t, iri(vocab::PC_IN_BLOCK), block.clone()],
+            ]
+        }
+    }
 }
 
 /// Chain metadata statements for one transaction.
@@ -1084,6 +1151,19 @@ impl Store {
     }
 
     /// First height whose transactions are in the digest index.
+    /// Heights of the final blocks that carry governance items, ascending.
+    pub fn governance_heights(&self) -> Result<Vec<u64>, StorageError> {
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(META_GOVERNANCE_HEIGHT) {
+            let (k, _) = kv?;
+            let raw: [u8; 8] = k[META_GOVERNANCE_HEIGHT.len()..]
+                .try_into()
+                .map_err(|_| StorageError::corrupt("governance index", "bad key"))?;
+            out.push(u64::from_be_bytes(raw));
+        }
+        Ok(out)
+    }
+
     pub fn digests_from(&self) -> u64 {
         self.inner.digests_from.load(Ordering::SeqCst)
     }
@@ -1178,6 +1258,9 @@ impl Store {
             let hash = block.hash();
             let height = block.header.height;
             cur.blocks.push((height, hash, block.encode()));
+            if !block.governance.is_empty() {
+                cur.governance_heights.push(height);
+            }
             cur.stats.blocks += 1;
             let cg = it.intern(&chain_graph)?;
             let block_iri = iri(vocab::block_iri(&hash));
@@ -1286,6 +1369,12 @@ impl Store {
             META_NEXT_SEGMENT,
             &i.next_segment_id.load(Ordering::SeqCst).to_be_bytes(),
         );
+        for height in &step.governance_heights {
+            meta.insert(
+                [META_GOVERNANCE_HEIGHT, &height.to_be_bytes()[..]].concat(),
+                &[][..],
+            );
+        }
         let mut blocks = sled::Batch::default();
         let mut index = sled::Batch::default();
         let mut pending = sled::Batch::default();

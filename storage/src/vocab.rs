@@ -24,6 +24,16 @@ pub const PC_TRIPLE_COUNT: &str = "urn:provchain:vocab#tripleCount";
 pub const PC_FORMAT: &str = "urn:provchain:vocab#format";
 pub const PC_CLIENT: &str = "urn:provchain:vocab#client";
 pub const PC_NAMED_GRAPH: &str = "urn:provchain:vocab#namedGraph";
+pub const PROV_ACTIVITY: &str = "http://www.w3.org/ns/prov#Activity";
+pub const PROV_WAS_ASSOCIATED_WITH: &str = "http://www.w3.org/ns/prov#wasAssociatedWith";
+pub const PC_AUTHORITY_PROPOSAL: &str = "urn:provchain:vocab#AuthorityProposal";
+pub const PC_AUTHORITY_VOTE: &str = "urn:provchain:vocab#AuthorityVote";
+/// `"add"` or `"remove"`.
+pub const PC_ACTION: &str = "urn:provchain:vocab#action";
+/// The authority key a proposal adds or removes.
+pub const PC_AUTHORITY: &str = "urn:provchain:vocab#authority";
+/// The proposal a vote supports.
+pub const PC_PROPOSAL: &str = "urn:provchain:vocab#proposal";
 
 /// `urn:provchain:tx:<hex id>`: the transaction, and the graph of its default-graph statements.
 pub fn tx_iri(id: &Hash) -> String {
@@ -33,6 +43,16 @@ pub fn tx_iri(id: &Hash) -> String {
 /// `urn:provchain:block:<hex hash>`.
 pub fn block_iri(hash: &Hash) -> String {
     format!("urn:provchain:block:{}", hash.to_hex())
+}
+
+/// `urn:provchain:proposal:<hex proposal id>`: an authority-set change proposal.
+pub fn proposal_iri(id: &Hash) -> String {
+    format!("urn:provchain:proposal:{}", id.to_hex())
+}
+
+/// `urn:provchain:vote:<hex item id>`: one authority's vote.
+pub fn vote_iri(id: &Hash) -> String {
+    format!("urn:provchain:vote:{}", id.to_hex())
 }
 
 /// `urn:provchain:node:<hex public key>`: a submitting node or a proposer.

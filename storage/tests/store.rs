@@ -506,3 +506,50 @@ fn statement_graphs_names_the_asserting_transactions() {
     expected.sort();
     assert_eq!(names, expected);
 }
+
+#[test]
+fn governance_items_are_indexed_and_described_in_the_chain_graph() {
+    use provchain_consensus::{Block, GovernanceAction, Proposal, Vote};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis();
+    let store = Store::open(dir.path(), &g).expect("open");
+    let genesis_block = g.block();
+    let b1 = block(&g, &genesis_block, vec![]);
+    let added = key(9).public();
+    let proposal = Proposal::sign(GovernanceAction::Add(added), 7, &key(1), &g.hash());
+    let vote = Vote::sign(proposal.id(), &key(1), &g.hash());
+    let b2 = Block::seal_with_governance(
+        &b1.header,
+        b1.header.slot + 1,
+        1_700_000_000_000 + (b1.header.slot + 1) * 1000,
+        vec![],
+        vec![proposal.clone().into(), vote.clone().into()],
+        &key(1),
+        &g.hash(),
+    );
+    let b3 = block(&g, &b2, vec![]);
+    store.commit_final(&[b1, b2.clone(), b3]).expect("commit");
+    assert_eq!(store.governance_heights().expect("index"), vec![2]);
+    drop(store);
+
+    let store = Store::open(dir.path(), &g).expect("reopen");
+    assert_eq!(store.governance_heights().expect("index"), vec![2]);
+    assert_eq!(
+        store.block_by_height(2).expect("read").expect("block 2"),
+        b2
+    );
+    let q = format!(
+        "PREFIX prov: <http://www.w3.org/ns/prov#> PREFIX pc: <urn:provchain:vocab#> \
+         ASK {{ GRAPH <urn:provchain:chain> {{ \
+           <urn:provchain:proposal:{p}> a prov:Activity, pc:AuthorityProposal ; \
+             pc:action \"add\" ; pc:authority <urn:provchain:node:{k}> ; \
+             prov:wasAssociatedWith <urn:provchain:node:{by}> ; \
+             pc:inBlock <urn:provchain:block:{b}> . \
+           ?v a pc:AuthorityVote ; pc:proposal <urn:provchain:proposal:{p}> . }} }}",
+        p = proposal.id().to_hex(),
+        k = added.to_hex(),
+        by = key(1).public().to_hex(),
+        b = b2.hash().to_hex(),
+    );
+    assert!(ask(&store, &q));
+}

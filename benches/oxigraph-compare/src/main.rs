@@ -215,6 +215,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         network_id: "bench".into(),
         authorities: vec![authority.public()],
         block_interval_ms: 1000,
+        governance: Default::default(),
     };
     let gh = genesis.hash();
     eprintln!("generating {blocks} blocks of {txs_per_block} transactions x {triples} triples...");

@@ -246,6 +246,7 @@
 
   const state = {
     status: null,
+    governance: null, // GET /api/authorities: the set in force, scheduled changes, proposals
     samples: [], // {t, height, final, txFinal, missed, prop}
     ready: null,
   };
@@ -255,7 +256,9 @@
 
   async function refreshStatus() {
     try {
-      state.status = await getJson("/api/status");
+      const [st, gov] = await Promise.all([getJson("/api/status"), getJson("/api/authorities").catch(() => null)]);
+      state.status = st;
+      state.governance = gov;
       state.statusError = null;
       const s = state.status;
       $("#head-info").textContent =
@@ -333,6 +336,12 @@
     } catch (_) {
       // The banner reports unreachability; charts just get a gap.
     }
+  }
+
+  /** The authority set in force (slot order); the genesis list while the node has not said. */
+  function authoritySet() {
+    if (state.governance && state.governance.authorities) return state.governance.authorities;
+    return (state.status && state.status.authorities) || [];
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -446,15 +455,16 @@
 
     const renderSlots = () => {
       const s = state.status;
-      if (!s || !s.authorities || !s.authorities.length) return;
-      const n = s.authorities.length;
+      const set = authoritySet();
+      if (!s || !set.length) return;
+      const n = set.length;
       const interval = s.block_interval_ms || 1000;
       const now = Date.now();
       const slot = Math.floor(now / interval);
       const rows = [];
       for (let i = 0; i < 6; i++) {
         const sl = slot + i;
-        const who = s.authorities[sl % n];
+        const who = set[sl % n];
         const startMs = sl * interval;
         rows.push(
           el(
@@ -477,7 +487,8 @@
     const renderAuthorities = () => {
       const s = state.status;
       if (!s) return;
-      const n = s.authorities.length;
+      const set = authoritySet();
+      const n = set.length;
       const last = new Map();
       const missed = new Map();
       // Recent blocks are newest first; a gap between consecutive slots is missed by its leaders.
@@ -487,7 +498,7 @@
         if (!last.has(b.proposer) || last.get(b.proposer).slot < b.slot) last.set(b.proposer, b);
         if (i > 0 && chain[i - 1].height === b.height - 1 && b.height > 1) {
           for (let sl = chain[i - 1].slot + 1; sl < b.slot && sl - chain[i - 1].slot < 10000; sl++) {
-            const who = s.authorities[sl % n];
+            const who = set[sl % n];
             missed.set(who, (missed.get(who) || 0) + 1);
           }
         }
@@ -504,7 +515,7 @@
           el("thead", el("tr", el("th", "#"), el("th", "public key"), el("th", "peer id"), el("th", "link"), el("th", "last sealed"), el("th", "missed (recent)"))),
           el(
             "tbody",
-            s.authorities.map((a, i) => {
+            set.map((a, i) => {
               const pid = peerIdOf(a);
               const b = last.get(a);
               const link = a === s.public_key ? pill("info", "this node") : connected.has(pid) ? pill("ok", "connected") : pill("warn", "not connected");
@@ -519,7 +530,46 @@
               );
             })
           )
-        )
+        ),
+        governanceInfo()
+      );
+    };
+
+    // Scheduled set changes and open proposals (authority governance), when there are any.
+    const governanceInfo = () => {
+      const g = state.governance;
+      if (!g) return null;
+      const set = authoritySet();
+      const who = (k) => (set.indexOf(k) >= 0 ? "#" + set.indexOf(k) : short(k, 8));
+      return el(
+        "div#governance",
+        el("p.muted.small", "A block is final once " + g.finality_threshold + " of these " + set.length + " authorities sealed it or a block on top. The set changes by majority vote; changes take effect at heights that are multiples of " + g.epoch_length + "."),
+        g.scheduled.length
+          ? el(
+              "table#scheduled",
+              el("thead", el("tr", el("th", "scheduled change"), el("th", "key"), el("th", "decided at"), el("th", "in force from"))),
+              el("tbody", g.scheduled.map((c) => el("tr", el("td", c.action), el("td", code(short(c.key, 12), c.key)), el("td", String(c.decided_at)), el("td", String(c.switch_at)))))
+            )
+          : null,
+        g.proposals.length
+          ? el(
+              "table#proposals",
+              el("thead", el("tr", el("th", "open proposal"), el("th", "change"), el("th", "proposer"), el("th", "support"), el("th", "expires at"))),
+              el(
+                "tbody",
+                g.proposals.map((p) =>
+                  el(
+                    "tr",
+                    el("td", code(short(p.id, 10), p.id)),
+                    el("td", p.action + " ", code(short(p.key, 10), p.key)),
+                    el("td", who(p.proposer)),
+                    el("td", { title: p.supporters.map(who).join(", ") }, p.supporters.length + " / " + p.needed),
+                    el("td", String(p.expires_at))
+                  )
+                )
+              )
+            )
+          : el("p.muted.small", "No open proposals.")
       );
     };
 
@@ -542,7 +592,7 @@
               )
             )
           )
-        : el("p.muted#no-peers", "No connected peers" + (state.status && state.status.authorities.length === 1 ? " (a single-authority network needs none)." : "."));
+        : el("p.muted#no-peers", "No connected peers" + (authoritySet().length === 1 ? " (a single-authority network needs none)." : "."));
       replace(peersCard, el("h2", "Peers (" + peers.length + ")"), body);
     };
 
@@ -686,8 +736,7 @@
   // Chain view
 
   function proposerCell(pk) {
-    const s = state.status;
-    const i = s && s.authorities ? s.authorities.indexOf(pk) : -1;
+    const i = authoritySet().indexOf(pk);
     return el("td", i >= 0 ? "#" + i + " " : "", code(short(pk, 8), pk));
   }
 
@@ -800,9 +849,11 @@
           el("dt", "sealed"), el("dd", fmtTime(b.timestamp_ms), " (" + ago(b.timestamp_ms) + ")"),
           el("dt", "proposer"), el("dd", code(b.proposer)),
           el("dt", "tx root"), el("dd", code(b.tx_root)),
+          b.gov_root ? [el("dt", "governance root"), el("dd", code(b.gov_root))] : null,
           el("dt", "seal"), el("dd", code(b.signature))
         )
       ),
+      governanceCard(b.governance || []),
       el(
         "section.card",
         el("h2", "Transactions (" + txs.length + ")"),
@@ -833,6 +884,35 @@
     markReady(main, gen);
     if (b.final === false) every(2000, () => route());
   };
+
+  /** A block's governance items (authority proposals and votes); nothing when it has none. */
+  function governanceCard(items) {
+    if (!items.length) return null;
+    const set = authoritySet();
+    const who = (k) => [set.indexOf(k) >= 0 ? "#" + set.indexOf(k) + " " : "", code(short(k, 8), k)];
+    return el(
+      "section.card",
+      el("h2", "Governance (" + items.length + ")"),
+      el(
+        "table#block-governance",
+        el("thead", el("tr", el("th", "#"), el("th", "kind"), el("th", "proposal"), el("th", "change"), el("th", "signer"), el("th", "item id"))),
+        el(
+          "tbody",
+          items.map((g, i) =>
+            el(
+              "tr",
+              el("td", String(i)),
+              el("td", g.kind === "proposal" ? pill("info", "proposal") : pill("ok", "vote")),
+              el("td", code(short(g.proposal, 10), g.proposal)),
+              el("td", g.kind === "proposal" ? [g.action + " ", code(short(g.key, 10), g.key)] : el("span.muted", "supports the proposal")),
+              el("td", who(g.signer)),
+              el("td", code(short(g.id, 10), g.id))
+            )
+          )
+        )
+      )
+    );
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Transaction view
@@ -967,8 +1047,7 @@
 
   const PROV = "PREFIX prov: <http://www.w3.org/ns/prov#>\nPREFIX pc:   <urn:provchain:vocab#>\n";
   function examples() {
-    const s = state.status || {};
-    const authority = (s.authorities && s.authorities[0]) || "0b9a56997d7c699233eae4eb26fc3b5165f75c76631ee7a91ea802aacee85c4a";
+    const authority = authoritySet()[0] || "0b9a56997d7c699233eae4eb26fc3b5165f75c76631ee7a91ea802aacee85c4a";
     const today = new Date().toISOString().slice(0, 10);
     return [
       {

@@ -11,6 +11,7 @@ pub fn genesis() -> Genesis {
         network_id: "storage-test".into(),
         authorities: vec![key(1).public()],
         block_interval_ms: 1000,
+        governance: Default::default(),
     }
 }
 
