@@ -324,3 +324,115 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
     );
     p2p.shutdown().await;
 }
+
+/// An allowed peer floods valid, correctly signed transactions far faster than blocks carry
+/// them. The pool bound holds (the excess is dropped and counted, not penalised: the
+/// transactions are valid), the node keeps finalizing and serving, and a client's transaction
+/// still becomes final.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_valid_transactions_is_bounded_by_the_pool() {
+    const POOL: u64 = 300;
+    const FLOOD: u64 = 4_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allowed = vec![dev_peer_id(ADVERSARY_KEY)];
+    let extra = format!("max_pool_size = {POOL}\n");
+    let mut n1 = NodeProc::net(
+        dir.path(),
+        &NetNodeSpec {
+            key: 1,
+            authority: true,
+            authorities: 1,
+            peers: &[],
+            allowed: &allowed,
+            extra_toml: &extra,
+        },
+    );
+    n1.wait_healthy().await;
+    n1.wait_final_height(2, LONG).await;
+    let gh =
+        Hash::from_hex(n1.status().await["genesis_hash"].as_str().expect("genesis")).expect("hash");
+    let mut cfg = P2pConfig::new(dev_key(ADVERSARY_KEY), gh);
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
+    cfg.bootstrap = vec![n1.p2p_addr()];
+    cfg.authorities = vec![dev_key(1).public()];
+    let (p2p, _events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
+    let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
+    wait_for("adversary connected to node1", LONG, || async {
+        let s = p2p.stats().await;
+        let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
+        (connected && s.block_topic_peers >= 1).then_some(())
+    })
+    .await;
+
+    let key = dev_key(ADVERSARY_KEY);
+    let sign = |i: u64| {
+        Transaction::sign(
+            TxBody {
+                format: RdfFormat::NTriples,
+                data: format!("<http://flood/{i}> <http://ex/seq> \"{i}\" ."),
+                submitter: key.public(),
+                client: None,
+                timestamp_ms: now_ms(),
+            },
+            &key,
+            &gh,
+        )
+    };
+    let full_before = n1.metric("provchain_pool_full_total").await.unwrap_or(0.0);
+    let mut max_pool = 0.0f64;
+    for i in 0..FLOOD {
+        let _ = p2p.publish_tx(&sign(i)).await;
+        if i % 500 == 0 {
+            max_pool = max_pool.max(n1.metric("provchain_pool_size").await.unwrap_or(0.0));
+        }
+    }
+    let pool_peak = wait_for(
+        "node1 counts transactions refused by the full pool",
+        LONG,
+        || async {
+            let full = n1.metric("provchain_pool_full_total").await.unwrap_or(0.0);
+            let size = n1.metric("provchain_pool_size").await.unwrap_or(0.0);
+            (full > full_before).then_some(size)
+        },
+    )
+    .await;
+    max_pool = max_pool.max(pool_peak);
+    assert!(
+        max_pool <= POOL as f64,
+        "the pool grew to {max_pool} beyond its bound {POOL}"
+    );
+
+    // The node still serves and finalizes, and a client's transaction becomes final (while the
+    // pool is full it answers 503, and the client retries).
+    let body = serde_json::json!({
+        "data": "<http://ex/lot1> <http://ex/inspectedBy> <http://ex/lab9> ."
+    })
+    .to_string();
+    let id = wait_for("a client submission is accepted", LONG, || async {
+        let (code, v) = n1
+            .post("/api/transactions", "application/json", body.clone())
+            .await;
+        assert!(code == 202 || code == 503, "unexpected answer {code}: {v}");
+        (code == 202).then(|| v["tx_id"].as_str().expect("tx_id").to_owned())
+    })
+    .await;
+    n1.wait_final(&id, LONG).await;
+    let target = n1.final_height().await + 2;
+    n1.wait_final_height(target, LONG).await;
+    // Valid transactions are not misbehaviour: the peer stays connected and unbanned.
+    assert_eq!(n1.metric("provchain_peers_banned_total").await, Some(0.0));
+    assert!(n1.peer_ids().await.contains(&dev_peer_id(ADVERSARY_KEY)));
+    // What was admitted is on the chain, each statement once.
+    let stored = n1
+        .sparql("SELECT (COUNT(?s) AS ?n) WHERE { ?s <http://ex/seq> ?o }")
+        .await;
+    let n: u64 = stored["results"]["bindings"][0]["n"]["value"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("count");
+    assert!(
+        n > 0 && n < FLOOD,
+        "{n} of {FLOOD} flood transactions stored"
+    );
+    p2p.shutdown().await;
+}
