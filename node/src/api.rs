@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth;
-use crate::chain::{ChainHandle, Clock, PendingTx, SubmitError};
+use crate::chain::{ChainHandle, Clock, PendingTx, Snapshot, SubmitError};
 use crate::governance::{AuthoritiesView, GovernanceRequest, GovernanceSubmitError, action_parts};
 use crate::metrics::{HttpLabels, Metrics, RouteLabel};
 
@@ -183,29 +183,30 @@ async fn health(State(s): State<AppState>) -> Json<Value> {
 /// How many blocks behind the best peer still counts as caught up.
 const READY_LAG: u64 = 2;
 
-/// How long `/ready` waits for the chain task's authority set before answering from genesis:
-/// readiness probes have short timeouts of their own.
-const READY_CHAIN_WAIT: Duration = Duration::from_millis(500);
+/// The chain task publishes its snapshot at least every 100 ms; this much silence (or ten block
+/// intervals, if longer) means it is stuck, e.g. on a storage write that does not return.
+const STALL_MS: u64 = 10_000;
 
-async fn ready(State(s): State<AppState>) -> Response {
-    let snap = s.chain.snapshot();
-    let me = s.keypair.public();
-    // Alone by design: this node is the whole authority set in force (which governance may have
-    // changed since genesis). Only asked when there are no peers; a busy chain task does not hold
-    // up the probe (the genesis set answers then).
-    let alone_by_design = snap.peers == 0
-        && match tokio::time::timeout(READY_CHAIN_WAIT, s.chain.authorities()).await {
-            Ok(Some(view)) => view.authorities == [me],
-            _ => s.genesis.authorities == [me],
-        };
+/// Whether the node should receive traffic, and why not.
+fn readiness(snap: &Snapshot, now_ms: u64, interval_ms: u64) -> (bool, &'static str) {
     let behind = snap.peer_best_height.saturating_sub(snap.best_height);
-    let (ok, reason) = if snap.peers == 0 && !alone_by_design {
+    if now_ms.saturating_sub(snap.updated_ms) > STALL_MS.max(10 * interval_ms) {
+        (
+            false,
+            "chain task stalled: no progress for too long (see the node's log)",
+        )
+    } else if snap.peers == 0 && !snap.sole_authority {
         (false, "no connected peers")
     } else if behind > READY_LAG {
         (false, "syncing: behind the best peer")
     } else {
         (true, "ready")
-    };
+    }
+}
+
+async fn ready(State(s): State<AppState>) -> Response {
+    let snap = s.chain.snapshot();
+    let (ok, reason) = readiness(&snap, s.clock.now_ms(), s.genesis.block_interval_ms);
     let body = json!({
         "ready": ok, "reason": reason, "peers": snap.peers,
         "height": snap.best_height, "peer_best_height": snap.peer_best_height,
@@ -1030,4 +1031,46 @@ async fn verify_proof(body: Result<Bytes, BytesRejection>) -> ApiResult<Json<Val
         .map_err(|e| unprocessable(format!("not an inclusion proof: {e}")))?;
     let claim = proof.verify().map_err(|e| unprocessable(e.to_string()))?;
     Ok(Json(serde_json::to_value(claim).map_err(internal)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(peers: usize, sole: bool, best: u64, peer_best: u64, updated_ms: u64) -> Snapshot {
+        Snapshot {
+            best_height: best,
+            peers,
+            peer_best_height: peer_best,
+            sole_authority: sole,
+            updated_ms,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn readiness_reasons() {
+        let now = 1_000_000;
+        assert!(readiness(&snap(2, false, 10, 11, now), now, 1000).0);
+        assert!(readiness(&snap(0, true, 10, 0, now), now, 1000).0);
+        assert_eq!(
+            readiness(&snap(0, false, 10, 0, now), now, 1000),
+            (false, "no connected peers")
+        );
+        assert_eq!(
+            readiness(&snap(2, false, 10, 13, now), now, 1000),
+            (false, "syncing: behind the best peer")
+        );
+        // A chain task that stopped publishing is reported even when all else looks fine.
+        let stuck = snap(2, false, 10, 10, now - 10_001);
+        assert!(
+            readiness(&stuck, now, 1000)
+                .1
+                .starts_with("chain task stalled")
+        );
+        // Long block intervals stretch the allowance.
+        assert!(readiness(&stuck, now, 5_000).0);
+        let stuck_long = snap(2, false, 10, 10, now - 50_001);
+        assert!(!readiness(&stuck_long, now, 5_000).0);
+    }
 }

@@ -83,6 +83,11 @@ pub struct Snapshot {
     pub peers: usize,
     /// Highest best height any peer reported.
     pub peer_best_height: u64,
+    /// This node is the whole authority set in force (at the final head): it needs no peers.
+    pub sole_authority: bool,
+    /// When the chain task last published (its clock, unix ms): it does so at least every
+    /// 100 ms while it runs, so an old value means the task is stuck.
+    pub updated_ms: u64,
 }
 
 /// Status of a transaction not yet final.
@@ -465,6 +470,8 @@ impl Chain {
             pool_size: self.pool.len(),
             peers: self.peers.len(),
             peer_best_height: self.peers.values().copied().max().unwrap_or(0),
+            sole_authority: self.permitted == [self.cfg.keypair.public()],
+            updated_ms: self.now_ms(),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
