@@ -259,7 +259,7 @@ pub fn render_list(v: &Value, me: Option<&str>) -> String {
                 who(string(p, "proposer")),
                 num(p, "proposed_at").unwrap_or(0),
                 plural(expires.saturating_sub(height) as usize, "block", "blocks"),
-                supporters.len(),
+                num(p, "support").map_or(supporters.len(), |n| n as usize),
                 num(p, "needed").map_or_else(|| "-".into(), |n| n.to_string()),
                 if supporters.is_empty() {
                     "-".to_owned()

@@ -225,16 +225,25 @@ impl ForkTree {
         route
     }
 
-    /// Applies the finality rule to the best chain. `threshold` gives the number of distinct
-    /// proposers required at a height (from the authority set in force there).
+    /// Applies the finality rule to the best chain with a fixed authority set: `threshold` gives
+    /// the number of distinct proposers required at a height.
     pub fn finalize(&mut self, threshold: impl Fn(u64) -> usize) -> Finalized {
+        self.finalize_by(|height, proposers| proposers.len() >= threshold(height).max(1))
+    }
+
+    /// Applies the finality rule to the best chain: the highest block for which
+    /// `quorum(height, proposers)` holds, given the distinct proposers of the blocks from it up to
+    /// the best head, becomes final with its ancestors. With a changing authority set, `quorum`
+    /// counts only the proposers that belong to the set in force at `height` (members added
+    /// later do not vouch for blocks sealed before they joined).
+    pub fn finalize_by(&mut self, quorum: impl Fn(u64, &HashSet<PublicKey>) -> bool) -> Finalized {
         let chain = self.best_chain();
         let mut proposers: HashSet<PublicKey> = HashSet::new();
         let mut new_root = None;
         for (i, hash) in chain.iter().enumerate().rev() {
             let h = &self.nodes[hash].header;
             proposers.insert(h.proposer);
-            if proposers.len() >= threshold(h.height).max(1) {
+            if quorum(h.height, &proposers) {
                 new_root = Some(i);
                 break;
             }

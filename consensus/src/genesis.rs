@@ -91,10 +91,18 @@ impl Decode for Genesis {
         }
         let block_interval_ms = r.u64()?;
         let governance = if version == GENESIS_VERSION_GOVERNANCE {
-            GovernanceParams {
+            let params = GovernanceParams {
                 epoch_length: r.u64()?,
                 proposal_ttl: r.u64()?,
+            };
+            // The defaults are encoded as version 1: one encoding per genesis.
+            if params == GovernanceParams::default() {
+                return Err(DecodeError::UnsupportedVersion {
+                    what: "genesis with default governance parameters",
+                    version,
+                });
             }
+            params
         } else {
             GovernanceParams::default()
         };

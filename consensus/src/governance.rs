@@ -74,6 +74,10 @@ pub const MAX_ITEMS_PER_BLOCK: usize = MAX_AUTHORITIES;
 /// every node keep; honest use needs one or two.
 pub const MAX_OPEN_PROPOSALS_PER_PROPOSER: usize = 8;
 
+/// Largest `epoch_length` and `proposal_ttl`: keeps every height computed from them far from
+/// overflow (a larger value would make every height unusable for governance).
+pub const MAX_GOVERNANCE_PARAM: u64 = 1 << 32;
+
 /// Network-wide governance parameters. Every node must use the same values, as they decide the
 /// authority set (and so the leader schedule) at every height.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +102,16 @@ impl Default for GovernanceParams {
 
 impl GovernanceParams {
     pub fn validate(&self) -> Result<(), GovernanceError> {
+        if self.epoch_length > MAX_GOVERNANCE_PARAM {
+            return Err(GovernanceError::InvalidParams {
+                what: "epoch_length",
+            });
+        }
+        if self.proposal_ttl > MAX_GOVERNANCE_PARAM {
+            return Err(GovernanceError::InvalidParams {
+                what: "proposal_ttl",
+            });
+        }
         if self.epoch_length == 0 {
             return Err(GovernanceError::InvalidParams {
                 what: "epoch_length",
@@ -496,7 +510,7 @@ impl ItemError {
 /// Why a history cannot be built, or a block's governance items cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GovernanceError {
-    #[error("governance parameter {what} must be greater than 0")]
+    #[error("governance parameter {what} must be between 1 and 2^32")]
     InvalidParams { what: &'static str },
     #[error("genesis lists no authorities")]
     NoAuthorities,

@@ -660,3 +660,70 @@ fn proposal_id(items: &[GovernanceItem]) -> Hash {
         GovernanceItem::Vote(v) => v.proposal,
     }
 }
+
+#[test]
+fn members_added_later_do_not_vouch_for_earlier_blocks() {
+    // Keys 0..3 are {A, B, C} until height 4 and {A, B, C, D, E} from height 4 on.
+    let net = Net::new(5);
+    let g = net.genesis.block().header;
+    let old: std::collections::HashSet<PublicKey> =
+        net.keys[..3].iter().map(Keypair::public).collect();
+    let new: std::collections::HashSet<PublicKey> = net.keys.iter().map(Keypair::public).collect();
+    let quorum = |h: u64, proposers: &std::collections::HashSet<PublicKey>| {
+        let set = if h < 4 { &old } else { &new };
+        proposers.iter().filter(|p| set.contains(p)).count() >= finality_threshold(set.len())
+    };
+    let mut tree = ForkTree::new(g.clone());
+    // A seals 1..=3, then the new members D and E seal 4 and 5.
+    let b1 = child(&net, &g, 1, 0);
+    let b2 = child(&net, &b1, 2, 0);
+    let b3 = child(&net, &b2, 3, 0);
+    let b4 = child(&net, &b3, 4, 3);
+    let b5 = child(&net, &b4, 5, 4);
+    for b in [&b1, &b2, &b3, &b4, &b5] {
+        tree.insert(b.clone()).expect("insert");
+    }
+    // Counting every distinct proposer, {A, D, E} would make block 3 final (2 of 3 needed).
+    assert!(tree.clone().finalize(|_| 2).blocks.len() >= 3);
+    // With membership per height: D and E do not count for heights below 4, and three of the
+    // five are needed from 4 on.
+    assert!(tree.finalize_by(quorum).blocks.is_empty());
+    // B seals 6: {A, B, D, E} — block 4 has D, E, B (3 of 5) on top: final, with its ancestors.
+    let b6 = child(&net, &b5, 6, 1);
+    tree.insert(b6).expect("insert");
+    let f = tree.finalize_by(quorum);
+    assert_eq!(f.blocks.len(), 4);
+    assert_eq!(tree.final_head().0, b4.hash());
+}
+
+#[test]
+fn genesis_encodes_governance_parameters_only_when_not_the_defaults() {
+    let net = Net::new(3);
+    let plain = net.genesis.clone();
+    let bytes = plain.encode();
+    assert_eq!(bytes[0], 1);
+    let custom = Genesis {
+        governance: GovernanceParams {
+            epoch_length: 4,
+            proposal_ttl: 20,
+        },
+        ..plain.clone()
+    };
+    let custom_bytes = custom.encode();
+    assert_eq!(custom_bytes[0], 2);
+    assert_ne!(custom.hash(), plain.hash());
+    assert_eq!(Genesis::decode(&custom_bytes).expect("decodes"), custom);
+    // A version-2 encoding of the default parameters is not canonical and is refused.
+    let mut forged = custom_bytes.clone();
+    forged[0] = 2;
+    let n = forged.len();
+    forged[n - 16..n - 8].copy_from_slice(&10u64.to_le_bytes());
+    forged[n - 8..].copy_from_slice(&1000u64.to_le_bytes());
+    assert!(Genesis::decode(&forged).is_err());
+    // Parameters beyond the bound are refused when a history is built from them.
+    let huge = GovernanceParams {
+        epoch_length: 10,
+        proposal_ttl: u64::MAX,
+    };
+    assert!(AuthorityHistory::from_genesis(&plain, huge).is_err());
+}

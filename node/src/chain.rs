@@ -315,8 +315,12 @@ pub struct Chain {
     checked: HashSet<Hash>,
     pool: Pool,
     governance: Governance,
-    /// The authority set in force at the final head, as last given to p2p.
+    /// The authorities p2p lets in (in force at the final head, or scheduled), as last sent.
     permitted: Vec<PublicKey>,
+    /// This node is the whole set in force at the final head.
+    sole_authority: bool,
+    /// Feeds `permitted` to p2p (see [`Chain::run`]).
+    authority_updates: watch::Sender<Vec<PublicKey>>,
     slots: SlotRegistry,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
@@ -365,6 +369,8 @@ impl Chain {
         let mut chain = Self {
             pool: Pool::new(cfg.max_pool_size),
             permitted: cfg.genesis.authorities.clone(),
+            authority_updates: watch::channel(cfg.genesis.authorities.clone()).0,
+            sole_authority: false,
             governance,
             cfg,
             genesis_hash,
@@ -427,6 +433,15 @@ impl Chain {
         shutdown: CancellationToken,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
+        let mut updates = self.authority_updates.subscribe();
+        updates.mark_changed();
+        let p2p = self.p2p.clone();
+        let forwarder = tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                let keys = updates.borrow_and_update().clone();
+                p2p.set_authorities(keys).await;
+            }
+        });
         let mut slot_seen = slot_at(self.now_ms(), self.interval_ms());
         loop {
             // Level-triggered: every slot that began since the last turn is handled, even if
@@ -453,6 +468,7 @@ impl Chain {
                 break;
             }
         }
+        forwarder.abort();
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
         }
@@ -470,7 +486,7 @@ impl Chain {
             pool_size: self.pool.len(),
             peers: self.peers.len(),
             peer_best_height: self.peers.values().copied().max().unwrap_or(0),
-            sole_authority: self.permitted == [self.cfg.keypair.public()],
+            sole_authority: self.sole_authority,
             updated_ms: self.now_ms(),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
@@ -821,9 +837,20 @@ impl Chain {
         }
         self.last_sealed_slot = slot;
         let limits = self.cfg.limits;
+        // Headers, counts and the seal fit in 1 KiB; governance items take their own room.
+        let governance_bytes = if items.is_empty() {
+            0
+        } else {
+            36 + items
+                .iter()
+                .map(provchain_consensus::GovernanceItem::encoded_len)
+                .sum::<usize>()
+        };
         let txs = self.pool.select(
             limits.max_block_txs,
-            limits.max_block_bytes.saturating_sub(1024),
+            limits
+                .max_block_bytes
+                .saturating_sub(1024 + governance_bytes),
         );
         let start = slot_start_ms(slot, self.interval_ms());
         let timestamp = now.clamp(start, start + self.interval_ms() - 1);
@@ -1123,25 +1150,30 @@ impl Chain {
         if self.defer_finality {
             return Ok(());
         }
-        // The set in force at each height of the best chain, as (first height, size) steps.
+        // The set in force at each height of the best chain, as (first height, members) steps.
         let best = self.tree.best_head().0;
-        let steps: Vec<(u64, usize)> = match self.governance.branch(&self.tree, &self.bodies, &best)
-        {
-            Ok(b) => b
-                .switch_points()
-                .iter()
-                .map(|p| (p.height, p.authorities.len()))
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot compute the authority set of the best chain");
-                return Ok(());
-            }
-        };
-        let size_at = |h: u64| {
+        let steps: Vec<(u64, HashSet<PublicKey>)> =
+            match self.governance.branch(&self.tree, &self.bodies, &best) {
+                Ok(b) => b
+                    .switch_points()
+                    .iter()
+                    .map(|p| (p.height, p.authorities.iter().copied().collect()))
+                    .collect(),
+                Err(e) => {
+                    warn!(error = %e, "cannot compute the authority set of the best chain");
+                    return Ok(());
+                }
+            };
+        // Only members of the set in force at a block's height count towards its finality, and
+        // it needs a majority of that set.
+        let finalized = self.tree.finalize_by(|h, proposers| {
             let i = steps.partition_point(|(from, _)| *from <= h);
-            steps.get(i.saturating_sub(1)).map_or(1, |(_, n)| *n)
-        };
-        let finalized = self.tree.finalize(|h| finality_threshold(size_at(h)));
+            let Some((_, set)) = steps.get(i.saturating_sub(1)) else {
+                return false;
+            };
+            let members = proposers.iter().filter(|p| set.contains(p)).count();
+            members >= finality_threshold(set.len()).max(1)
+        });
         if finalized.blocks.is_empty() {
             return Ok(());
         }
@@ -1150,6 +1182,16 @@ impl Chain {
             .iter()
             .filter_map(|(h, _)| self.bodies.remove(h))
             .collect();
+        // Governance first: a final chain that breaks its rules must not reach storage, or the
+        // node could not reopen it.
+        let applied = match self.governance.apply_final(&blocks) {
+            Ok(applied) => applied,
+            Err(e) => {
+                // Every block was checked against these rules on its branch.
+                self.fatal = Some(format!("final blocks break the governance rules: {e}"));
+                return Err(ImportError::Governance(e.to_string()));
+            }
+        };
         let started = Instant::now();
         let stats = match tokio::task::block_in_place(|| self.store.commit_final(&blocks)) {
             Ok(s) => s,
@@ -1164,15 +1206,7 @@ impl Chain {
         self.metrics
             .block_commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        match self.governance.apply_final(&blocks) {
-            Ok(applied) => self.on_governance_final(&blocks, &applied),
-            Err(e) => {
-                // Every block was checked against these rules on its branch; a final chain that
-                // breaks them cannot be followed safely.
-                self.fatal = Some(format!("final blocks break the governance rules: {e}"));
-                return Err(ImportError::Governance(e.to_string()));
-            }
-        }
+        self.on_governance_final(&blocks, &applied);
         // Storage merges its small segments off the chain task; at most one merge runs, and
         // commits never wait for it.
         let store = self.store.clone();
@@ -1231,25 +1265,39 @@ impl Chain {
         self.publish_governance();
     }
 
-    /// Updates the governance gauges and p2p's authority set from the final history.
+    /// Updates the governance gauges and p2p's authority set from the final history. Peers are
+    /// let in as authorities as soon as a change adding them is final (not only from its switch
+    /// height), so a new member can connect and sync before its first slot, and a key leaves
+    /// only once no set in force or scheduled holds it.
     fn publish_governance(&mut self) {
         let history = self.governance.final_history();
-        let current = history.authorities_at(history.height() + 1).to_vec();
+        let next = history.height() + 1;
+        let current = history.authorities_at(next).to_vec();
         self.metrics.authority_set_size.set(current.len() as i64);
+        self.sole_authority = current == [self.cfg.keypair.public()];
+        let mut permitted = current.clone();
+        for point in history.switch_points().iter().filter(|p| p.height > next) {
+            for key in &point.authorities {
+                if !permitted.contains(key) {
+                    permitted.push(*key);
+                }
+            }
+        }
         self.metrics
             .governance_open_proposals
             .set(history.open_proposals().len() as i64);
         self.metrics
             .governance_scheduled_changes
             .set(history.scheduled().len() as i64);
-        if current != self.permitted {
+        if permitted != self.permitted {
             info!(
                 authorities = current.len(),
-                "authority set in force changed; updating peer permissions"
+                permitted = permitted.len(),
+                "authority set changed; updating peer permissions"
             );
-            self.permitted = current.clone();
-            let p2p = self.p2p.clone();
-            tokio::spawn(async move { p2p.set_authorities(current).await });
+            self.permitted = permitted.clone();
+            // One forwarding task applies the latest set, in order.
+            self.authority_updates.send_replace(permitted);
         }
     }
 

@@ -467,16 +467,20 @@ impl Config {
                  or start with --dev for a single-node development chain",
             ));
         }
-        if self.consensus.epoch_length == 0 {
+        if self.consensus.epoch_length == 0
+            || self.consensus.epoch_length > provchain_consensus::governance::MAX_GOVERNANCE_PARAM
+        {
             return Err(invalid(
                 "consensus.epoch_length",
-                "must be greater than zero (default 10 blocks)",
+                "must be between 1 and 4294967296 (default 10 blocks)",
             ));
         }
-        if self.consensus.proposal_ttl == 0 {
+        if self.consensus.proposal_ttl == 0
+            || self.consensus.proposal_ttl > provchain_consensus::governance::MAX_GOVERNANCE_PARAM
+        {
             return Err(invalid(
                 "consensus.proposal_ttl",
-                "must be greater than zero (default 1000 blocks)",
+                "must be between 1 and 4294967296 (default 1000 blocks)",
             ));
         }
         if self.consensus.join_by_vote && !self.consensus.is_authority {

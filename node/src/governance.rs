@@ -91,6 +91,8 @@ pub struct ProposalView {
     pub expires_at: u64,
     /// The proposer, then every voter.
     pub supporters: Vec<PublicKey>,
+    /// Supporters that belong to the set in force (`authorities`): what counts.
+    pub support: usize,
     /// Supporters needed from the set in force (more than half of it).
     pub needed: usize,
 }
@@ -299,7 +301,7 @@ impl Governance {
         let scheduled = branch
             .changes()
             .iter()
-            .filter(|c| c.switch_at > best_height)
+            .filter(|c| c.switch_at > next)
             .map(|c| {
                 let (action, key) = action_parts(&c.action);
                 ScheduledView {
@@ -323,6 +325,11 @@ impl Governance {
                     proposer: p.proposal.proposer,
                     proposed_at: p.proposed_at,
                     expires_at: p.expires_at,
+                    support: p
+                        .supporters
+                        .iter()
+                        .filter(|k| authorities.contains(k))
+                        .count(),
                     supporters: p.supporters.clone(),
                     needed: provchain_consensus::finality_threshold(authorities.len()),
                 }
