@@ -70,6 +70,8 @@ pub struct ChainConfig {
     pub max_pool_size: usize,
     pub max_drift_ms: u64,
     pub clock: Clock,
+    /// Largest correction network-adjusted time may apply to this node's clock; 0 turns it off.
+    pub max_clock_adjust_ms: u64,
 }
 
 /// Heads and counters published after every change, for cheap reads by the API.
@@ -319,6 +321,10 @@ pub struct Chain {
     permitted: Vec<PublicKey>,
     /// This node is the whole set in force at the final head.
     sole_authority: bool,
+    /// Added to the clock for slot time ([`Chain::observe_clock`]).
+    clock_adjust_ms: i64,
+    /// Latest clock offset of each other authority and when it was measured (raw clock).
+    clock_samples: HashMap<PublicKey, (i64, i64)>,
     /// Feeds `permitted` to p2p (see [`Chain::run`]).
     authority_updates: watch::Sender<Vec<PublicKey>>,
     slots: SlotRegistry,
@@ -371,6 +377,8 @@ impl Chain {
             permitted: cfg.genesis.authorities.clone(),
             authority_updates: watch::channel(cfg.genesis.authorities.clone()).0,
             sole_authority: false,
+            clock_adjust_ms: 0,
+            clock_samples: HashMap::new(),
             governance,
             cfg,
             genesis_hash,
@@ -417,8 +425,65 @@ impl Chain {
         ))
     }
 
+    /// Slot time: this node's clock plus the network adjustment ([`Chain::observe_clock`]).
     fn now_ms(&self) -> u64 {
-        self.cfg.clock.now_ms()
+        self.cfg
+            .clock
+            .now_ms()
+            .saturating_add_signed(self.clock_adjust_ms)
+    }
+
+    /// Network-adjusted time. Each authority seals at the start of its slot by its own clock, so
+    /// a gossiped block's timestamp, compared with when it arrived, tells how far the proposer's
+    /// clock is from ours (plus a propagation delay of milliseconds). This node moves its slot
+    /// clock by the median of those offsets (its own, zero, included) whenever the median leaves
+    /// a dead band of a quarter slot, within `max_clock_adjust_ms`. Honest clocks thereby agree
+    /// on the median clock: with one authority 2 s fast and one 2 s slow all three converge on
+    /// the middle one, where otherwise all three sealed at the same instant on the same parent.
+    /// A minority of authorities cannot move the median beyond the honest clocks.
+    fn observe_clock(&mut self, block: &Block, received: Instant) {
+        let max = self.cfg.max_clock_adjust_ms as i64;
+        let h = &block.header;
+        if max == 0 || h.proposer == self.cfg.keypair.public() {
+            return;
+        }
+        let members = self.governance.final_history().authorities_at(h.height);
+        if leader(members, h.slot) != Some(&h.proposer) || !block.verify_seal(&self.genesis_hash) {
+            return;
+        }
+        let interval = self.interval_ms() as i64;
+        let raw = self.cfg.clock.now_ms() as i64 - received.elapsed().as_millis() as i64;
+        let offset = h.timestamp_ms as i64 - (raw + self.clock_adjust_ms);
+        self.clock_samples.insert(h.proposer, (offset, raw));
+        let horizon = raw - 30 * interval;
+        self.clock_samples.retain(|_, (_, at)| *at >= horizon);
+        let mut offsets: Vec<i64> = self.clock_samples.values().map(|(o, _)| *o).collect();
+        offsets.push(0);
+        offsets.sort_unstable();
+        let n = offsets.len();
+        let median = if n % 2 == 1 {
+            offsets[n / 2]
+        } else {
+            (offsets[n / 2 - 1] + offsets[n / 2]) / 2
+        };
+        if median.abs() <= (interval / 4).max(100) {
+            return;
+        }
+        let adjust = (self.clock_adjust_ms + median).clamp(-max, max);
+        if adjust == self.clock_adjust_ms {
+            return;
+        }
+        warn!(
+            adjust_ms = adjust,
+            "this node's clock differs from the authorities' median clock; slot time follows the \
+             network (check NTP on this machine)"
+        );
+        self.clock_adjust_ms = adjust;
+        self.metrics
+            .clock_adjustment_seconds
+            .set(adjust as f64 / 1000.0);
+        // Offsets were measured against the old slot clock.
+        self.clock_samples.clear();
     }
 
     fn interval_ms(&self) -> u64 {
@@ -487,7 +552,7 @@ impl Chain {
             peers: self.peers.len(),
             peer_best_height: self.peers.values().copied().max().unwrap_or(0),
             sole_authority: self.sole_authority,
-            updated_ms: self.now_ms(),
+            updated_ms: self.cfg.clock.now_ms(),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
@@ -666,7 +731,9 @@ impl Chain {
                 from,
                 message_id,
                 block,
+                received,
             } => {
+                self.observe_clock(&block, received);
                 let height = block.header.height;
                 let verdict = match self.import(block, Origin::Gossip, Some(from)) {
                     Ok(()) => {

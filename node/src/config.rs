@@ -118,6 +118,9 @@ pub struct ConsensusConfig {
     pub dev_key: Option<u32>,
     /// Added to the system clock. For clock-skew testing only; keep 0 in production.
     pub clock_offset_ms: i64,
+    /// Largest correction network-adjusted time applies to this node's slot clock (it follows
+    /// the median of the authorities' clocks, seen in their blocks' timestamps). 0 turns it off.
+    pub max_clock_adjust_ms: u64,
     /// Authority-set changes decided by vote take effect at the next multiple of this height.
     /// Part of the network's identity: the same on every node.
     pub epoch_length: u64,
@@ -144,6 +147,7 @@ impl Default for ConsensusConfig {
             max_clock_drift_ms: 500,
             dev_key: None,
             clock_offset_ms: 0,
+            max_clock_adjust_ms: 10_000,
             epoch_length: provchain_consensus::GovernanceParams::default().epoch_length,
             proposal_ttl: provchain_consensus::GovernanceParams::default().proposal_ttl,
             join_by_vote: false,

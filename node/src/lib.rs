@@ -299,6 +299,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         empty_blocks: config.consensus.empty_blocks,
         max_pool_size: config.consensus.max_pool_size,
         max_drift_ms: config.consensus.max_clock_drift_ms,
+        max_clock_adjust_ms: config.consensus.max_clock_adjust_ms,
         clock,
     };
     let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(sync::WAKEUP_QUEUE);

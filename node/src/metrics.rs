@@ -108,6 +108,7 @@ pub struct Metrics {
     pub governance_open_proposals: Gauge,
     pub governance_scheduled_changes: Gauge,
     pub governance_items_final: Counter,
+    pub clock_adjustment_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -158,6 +159,7 @@ impl Metrics {
             governance_open_proposals: Gauge::default(),
             governance_scheduled_changes: Gauge::default(),
             governance_items_final: Counter::default(),
+            clock_adjustment_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -313,6 +315,12 @@ impl Metrics {
             "governance_items_final",
             "Governance proposals and votes in final blocks",
             m.governance_items_final.clone(),
+        );
+        r.register_with_unit(
+            "clock_adjustment",
+            "Correction applied to this node's clock to follow the authorities' median clock",
+            Unit::Seconds,
+            m.clock_adjustment_seconds.clone(),
         );
         // Known label values start at 0, so dashboards and rate() alerts see the series before the
         // first event.

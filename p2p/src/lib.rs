@@ -358,6 +358,9 @@ pub enum P2pEvent {
         from: PeerId,
         message_id: MessageId,
         block: Block,
+        /// When the message arrived, before any queueing towards the node: what the node's
+        /// clock-offset estimate compares the block's timestamp with.
+        received: std::time::Instant,
     },
     /// A gossiped transaction; validate it, then [`P2pHandle::report`] the verdict.
     TxReceived {

@@ -1223,6 +1223,7 @@ impl Service {
                 from: propagation_source,
                 message_id: msg.clone(),
                 block,
+                received: std::time::Instant::now(),
             })
         } else if message.topic == self.names.txs.hash() {
             wire::decode_tx(&message.data).map(|tx| P2pEvent::TxReceived {

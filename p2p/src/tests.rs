@@ -118,6 +118,7 @@ impl Node {
                 from,
                 message_id,
                 block,
+                ..
             } => Some((from, message_id, block)),
             _ => None,
         })
