@@ -466,6 +466,10 @@ def main():
         browser = Browser(args.chromium, args.chromedriver, workdir, args.screenshots)
         proxy = AssetProxy(args.assets, dev) if args.assets else None
         dev_node_checks(browser, dev, proxy.base if proxy else dev.base)
+        # Leave the page before its node stops: its polls would otherwise fail against the
+        # stopped node and land in the next step's console log.
+        browser.d.get("about:blank")
+        browser.d.get_log("browser")
         if proxy:
             proxy.stop()
         dev.stop()
