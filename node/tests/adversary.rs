@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
 use provchain_consensus::{Block, BlockHeader, Hash, RdfFormat, Transaction, TxBody};
 use provchain_node::keys::dev_key;
-use provchain_p2p::{ChainStatus, P2pConfig, P2pEvent, P2pHandle, PeerId};
+use provchain_p2p::{ChainStatus, P2pEvent, P2pHandle, PeerId};
 
 const LONG: Duration = Duration::from_secs(60);
 const ADVERSARY_KEY: u32 = 7;
@@ -80,13 +80,12 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
     n3.wait_healthy().await;
     n1.wait_final_height(3, LONG).await;
 
-    let genesis_hash =
-        Hash::from_hex(n1.status().await["genesis_hash"].as_str().expect("genesis")).expect("hash");
-    let mut cfg = P2pConfig::new(dev_key(ADVERSARY_KEY), genesis_hash);
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
-    cfg.bootstrap = vec![n1.p2p_addr()];
-    cfg.authorities = (1..=3).map(|i| dev_key(i).public()).collect();
-    let (p2p, mut events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
+    let (p2p, mut events, genesis_hash) = common::adversary(
+        ADVERSARY_KEY,
+        &n1,
+        (1..=3).map(|i| dev_key(i).public()).collect(),
+    )
+    .await;
     // Sync requests go unanswered until `lie` is set; then the adversary claims a head a
     // million blocks ahead and serves nothing of it.
     let lie = Arc::new(AtomicBool::new(false));
@@ -114,16 +113,6 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
         }
     });
     let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
-    wait_for(
-        "adversary connected to node1 and sees its block topic",
-        LONG,
-        || async {
-            let s = p2p.stats().await;
-            let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
-            (connected && s.block_topic_peers >= 1).then_some(())
-        },
-    )
-    .await;
 
     // Sync answers that lie: a far head it does not serve. Node 1 counts it and stops
     // believing the claim, so it neither looks behind (/ready) nor keeps fetching.
@@ -349,20 +338,7 @@ async fn a_flood_of_valid_transactions_is_bounded_by_the_pool() {
     );
     n1.wait_healthy().await;
     n1.wait_final_height(2, LONG).await;
-    let gh =
-        Hash::from_hex(n1.status().await["genesis_hash"].as_str().expect("genesis")).expect("hash");
-    let mut cfg = P2pConfig::new(dev_key(ADVERSARY_KEY), gh);
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
-    cfg.bootstrap = vec![n1.p2p_addr()];
-    cfg.authorities = vec![dev_key(1).public()];
-    let (p2p, _events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
-    let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
-    wait_for("adversary connected to node1", LONG, || async {
-        let s = p2p.stats().await;
-        let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
-        (connected && s.block_topic_peers >= 1).then_some(())
-    })
-    .await;
+    let (p2p, _events, gh) = common::adversary(ADVERSARY_KEY, &n1, vec![dev_key(1).public()]).await;
 
     let key = dev_key(ADVERSARY_KEY);
     let sign = |i: u64| {

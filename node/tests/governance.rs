@@ -274,7 +274,7 @@ async fn forged_governance_items_are_rejected() {
     use provchain_consensus::{
         Block, BlockHeader, GovernanceAction, GovernanceItem, Hash, Proposal, Vote,
     };
-    use provchain_p2p::{P2pConfig, PeerId};
+    use provchain_p2p::PeerId;
 
     const ADVERSARY: u32 = 7;
     let now_ms = || {
@@ -301,20 +301,13 @@ async fn forged_governance_items_are_rejected() {
     n3.wait_healthy().await;
     n1.wait_final_height(2, LONG).await;
 
-    let gh =
-        Hash::from_hex(n1.status().await["genesis_hash"].as_str().expect("genesis")).expect("hash");
-    let mut cfg = P2pConfig::new(dev_key(ADVERSARY), gh);
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
-    cfg.bootstrap = vec![n1.p2p_addr()];
-    cfg.authorities = (1..=3).map(|i| dev_key(i).public()).collect();
-    let (p2p, _events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
-    let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
-    wait_for("adversary connected to node1", LONG, || async {
-        let s = p2p.stats().await;
-        let connected = p2p.peers().await.iter().any(|p| p.peer_id == node1);
-        (connected && s.block_topic_peers >= 1).then_some(())
-    })
+    let (p2p, _events, gh) = common::adversary(
+        ADVERSARY,
+        &n1,
+        (1..=3).map(|i| dev_key(i).public()).collect(),
+    )
     .await;
+    let node1: PeerId = dev_peer_id(1).parse().expect("peer id");
 
     let head = || async {
         let status = p2p.request_status(node1).await.expect("status");

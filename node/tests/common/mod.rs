@@ -373,3 +373,42 @@ impl NodeProc {
         self.get(&format!("/api/blocks/{height}")).await.1
     }
 }
+
+/// An in-process libp2p peer with dev key `key`, seeded with `node`'s address and treating
+/// `authorities` as the authorities, connected to `node` and subscribed to its block topic.
+/// Returns its handle, its events and the network's genesis hash.
+pub async fn adversary(
+    key: u32,
+    node: &NodeProc,
+    authorities: Vec<provchain_consensus::PublicKey>,
+) -> (
+    provchain_p2p::P2pHandle,
+    tokio::sync::mpsc::Receiver<provchain_p2p::P2pEvent>,
+    provchain_consensus::Hash,
+) {
+    let status = node.status().await;
+    let genesis_hash =
+        provchain_consensus::Hash::from_hex(status["genesis_hash"].as_str().expect("genesis"))
+            .expect("hash");
+    let mut cfg = provchain_p2p::P2pConfig::new(provchain_node::keys::dev_key(key), genesis_hash);
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
+    cfg.bootstrap = vec![node.p2p_addr()];
+    cfg.authorities = authorities;
+    let (p2p, events) = provchain_p2p::spawn(cfg).await.expect("adversary swarm");
+    let target: provchain_p2p::PeerId = node.status().await["peer_id"]
+        .as_str()
+        .expect("peer id")
+        .parse()
+        .expect("peer id");
+    wait_for(
+        "adversary connected to the node",
+        Duration::from_secs(60),
+        || async {
+            let s = p2p.stats().await;
+            let connected = p2p.peers().await.iter().any(|p| p.peer_id == target);
+            (connected && s.block_topic_peers >= 1).then_some(())
+        },
+    )
+    .await;
+    (p2p, events, genesis_hash)
+}
