@@ -355,6 +355,23 @@ async fn network_survives_random_kill_9_of_authorities() {
         let when = format!("after kill {kills} (node{})", victim + 1);
         checked = verify_finals(&nodes[victim], &ledger, &when).await;
     }
+    // With all three back, the network finalizes again: a transaction accepted after the last
+    // restart becomes final. (A kill schedule can leave too few live slots during the loop for
+    // anything to finalize there.)
+    let after = {
+        let l = ledger.lock().expect("ledger");
+        l.open.values().map(|(seq, _)| *seq).max().unwrap_or(0)
+    };
+    wait_for(
+        "a transaction accepted after the last kill is final",
+        UP,
+        || {
+            let l = ledger.lock().expect("ledger");
+            let done = l.finals.values().any(|(seq, _, _)| *seq >= after);
+            std::future::ready(done.then_some(()))
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
