@@ -12,6 +12,12 @@
 #                                             allow) syncing all of it
 #   benches/testnet.sh startup BLOCKS [TXS]   write such a chain into node 1 and time its
 #                                             start to the first 200 from /health
+#   benches/testnet.sh bursts [ROUNDS] [TXS]  start a fresh testnet; ROUNDS times, send a
+#                                             burst of TXS transactions (default 10 x 1000,
+#                                             ~1 MiB) to node 1 and let the network go idle;
+#                                             print how the block propagation samples spread
+#                                             (between bursts blocks are empty, so the slow
+#                                             tail is the burst blocks) and the largest blocks
 #   benches/testnet.sh start | stop           leave a testnet running / stop it
 #
 # Ports (chosen to stay clear of a developer's own nodes): P2P 40333-40336, API
@@ -151,11 +157,40 @@ case "${1:-}" in
     pids=$(cat "$dir"/node{1,2,3}.pid | paste -sd, -)
     "$provchain" bench --node "$(IFS=,; echo "${api[*]}")" --pid "$pids" "$@"
     histogram provchain_block_propagation_seconds
+    histogram provchain_block_arrival_seconds
     histogram provchain_block_import_seconds
     histogram provchain_block_commit_seconds
     for i in 1 2 3; do
       echo "node$i: $(grep VmRSS "/proc/$(cat "$dir/node$i.pid")/status" | tr -s ' ')"
     done
+    ;;
+  bursts)
+    rounds=${2:-10}
+    txs=${3:-1000}
+    trap stop EXIT
+    start
+    for _ in $(seq 1 "$rounds"); do
+      "$provchain" bench --node "${api[0]}" --rate "$((txs * 5))" --duration 200ms \
+        --concurrency 1024 --drain 10s >/dev/null
+      sleep 2
+    done
+    histogram provchain_block_propagation_seconds
+    histogram provchain_block_arrival_seconds
+    # Samples per bucket bound (cumulative), summed over the nodes.
+    for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
+      awk '$1 ~ /^provchain_block_propagation_seconds_bucket/ {
+             match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] += $2
+           }
+           END { printf "propagation samples at or below:"
+                 n = split("0.001 0.0025 0.005 0.01 0.025 0.05 +Inf", b, " ")
+                 for (i = 1; i <= n; i++) printf " %s s: %d", b[i], c[b[i]]
+                 print "" }'
+    curl -fsS "${api[0]}/api/blockchain/dump?from=0" | python3 -c '
+import json, sys
+blocks = json.load(sys.stdin)
+blocks = blocks.get("blocks", blocks) if isinstance(blocks, dict) else blocks
+sizes = sorted((len(b.get("transactions", [])) for b in blocks), reverse=True)
+print("largest blocks (transactions):", sizes[:2 * '"$rounds"'])'
     ;;
   idle)
     trap stop EXIT
@@ -165,6 +200,7 @@ case "${1:-}" in
       echo "node$i idle after ${2:-60} s: $(grep VmRSS "/proc/$(cat "$dir/node$i.pid")/status" | tr -s ' ')"
     done
     histogram provchain_block_propagation_seconds
+    histogram provchain_block_arrival_seconds
     ;;
   sync|startup)
     blocks=${2:?usage: testnet.sh $1 BLOCKS [TXS_PER_BLOCK]}
@@ -200,5 +236,5 @@ case "${1:-}" in
     quads=$(curl -fsS http://127.0.0.1:18084/api/status | sed -E 's/.*"triples":([0-9]+).*/\1/')
     echo "fresh observer synced $target final blocks ($quads quads) in $(echo "$ended - $started" | bc) s (process start to final height reached)"
     ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  *) sed -n '2,26p' "$0"; exit 2 ;;
 esac

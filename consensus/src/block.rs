@@ -167,12 +167,7 @@ impl Block {
     /// Encoded size in bytes, without encoding.
     pub fn encoded_len(&self) -> usize {
         let governance = if self.header.version >= GOVERNANCE_HEADER_VERSION {
-            32 + 4
-                + self
-                    .governance
-                    .iter()
-                    .map(GovernanceItem::encoded_len)
-                    .sum::<usize>()
+            governance_encoded_len(&self.governance)
         } else {
             0
         };
@@ -186,6 +181,13 @@ impl Block {
             + governance
             + 64
     }
+}
+
+/// The bytes governance items add to a block: the header's `gov_root`, the item count and the
+/// items (a block without items has a version-1 header and adds none; see
+/// [`Block::seal_with_governance`]).
+pub fn governance_encoded_len(items: &[GovernanceItem]) -> usize {
+    32 + 4 + items.iter().map(GovernanceItem::encoded_len).sum::<usize>()
 }
 
 /// The Merkle root committing to a block's governance items, in order.

@@ -26,6 +26,8 @@ pub enum DecodeError {
     InvalidUtf8 { what: &'static str },
     #[error("{0} unexpected trailing bytes")]
     TrailingBytes(usize),
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
 }
 
 /// Appends canonical encodings to a buffer.

@@ -36,5 +36,6 @@ pub use proof::{Claim, InclusionProof, ProofError};
 pub use schedule::{finality_threshold, leader, slot_at, slot_start_ms};
 pub use tx::{RdfFormat, Transaction, TxBody, TxError};
 pub use validate::{
-    BlockError, Limits, ValidationContext, validate_block, validate_body, validate_header,
+    BlockError, Limits, ValidationContext, validate_block, validate_block_with, validate_body,
+    validate_body_with, validate_header, verify_tx_signatures,
 };

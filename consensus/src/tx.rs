@@ -143,7 +143,9 @@ impl Transaction {
         Ok(())
     }
 
-    pub(crate) fn validate_shape(&self, max_data: usize) -> Result<(), TxError> {
+    /// The checks of [`Self::validate`] other than the signature (for callers that verify
+    /// signatures in a batch).
+    pub fn validate_shape(&self, max_data: usize) -> Result<(), TxError> {
         if self.body.data.trim().is_empty() {
             return Err(TxError::Empty);
         }

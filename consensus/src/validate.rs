@@ -193,15 +193,40 @@ pub fn validate_block(
     parent: &BlockHeader,
     ctx: &ValidationContext<'_>,
 ) -> Result<(), BlockError> {
+    validate_block_with(block, parent, ctx, |_| false).map(drop)
+}
+
+/// [`validate_block`] for a validator that has already verified some of the block's
+/// transactions (a node's pool): the envelope signature of a transaction for which
+/// `verified(id)` holds is not checked again. Sound because a transaction id hashes the whole
+/// encoding, signature included: the same id is the same signed envelope. Every other rule
+/// still applies to every transaction. Returns the block's transaction ids, which validation
+/// computes anyway, so the caller need not hash every transaction again.
+pub fn validate_block_with(
+    block: &Block,
+    parent: &BlockHeader,
+    ctx: &ValidationContext<'_>,
+    verified: impl Fn(&Hash) -> bool,
+) -> Result<Vec<Hash>, BlockError> {
     validate_header(&block.header, parent, ctx)?;
     if !block.verify_seal(&ctx.genesis_hash) {
         return Err(BlockError::BadSignature);
     }
-    validate_body(block, ctx)
+    validate_body_with(block, ctx, verified)
 }
 
 /// Limits, `tx_root`, duplicates and transaction envelopes.
 pub fn validate_body(block: &Block, ctx: &ValidationContext<'_>) -> Result<(), BlockError> {
+    validate_body_with(block, ctx, |_| false).map(drop)
+}
+
+/// [`validate_body`], skipping the signatures of transactions `verified` vouches for, and
+/// returning the transaction ids (see [`validate_block_with`]).
+pub fn validate_body_with(
+    block: &Block,
+    ctx: &ValidationContext<'_>,
+    verified: impl Fn(&Hash) -> bool,
+) -> Result<Vec<Hash>, BlockError> {
     let count = block.transactions.len();
     if count > ctx.limits.max_block_txs {
         return Err(BlockError::TooManyTransactions {
@@ -243,13 +268,26 @@ pub fn validate_body(block: &Block, ctx: &ValidationContext<'_>) -> Result<(), B
         tx.validate_shape(ctx.limits.max_tx_bytes)
             .map_err(|source| BlockError::InvalidTransaction { index, source })?;
     }
-    verify_tx_signatures(&block.transactions, &ctx.genesis_hash)
-        .map_err(|(index, source)| BlockError::InvalidTransaction { index, source })
+    let (indexes, todo): (Vec<usize>, Vec<&Transaction>) = block
+        .transactions
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .filter(|(_, (_, id))| !verified(id))
+        .map(|(index, (tx, _))| (index, tx))
+        .unzip();
+    verify_tx_signatures(&todo, &ctx.genesis_hash).map_err(|(i, source)| {
+        BlockError::InvalidTransaction {
+            index: indexes[i],
+            source,
+        }
+    })?;
+    Ok(ids)
 }
 
 /// Verifies all envelope signatures in one batch; on failure finds the first bad one.
 pub fn verify_tx_signatures(
-    txs: &[Transaction],
+    txs: &[&Transaction],
     genesis_hash: &Hash,
 ) -> Result<(), (usize, TxError)> {
     if txs.is_empty() {

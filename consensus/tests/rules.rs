@@ -165,7 +165,7 @@ fn each_rule_rejects_what_it_should() {
     // Every transaction envelope must verify.
     let mut tx = net.tx("<a> <b> <c> .");
     tx.signature.0[5] ^= 0xff;
-    let b = net.block(&g, 10, vec![net.tx("<ok> <ok> <ok> ."), tx]);
+    let b = net.block(&g, 10, vec![net.tx("<ok> <ok> <ok> ."), tx.clone()]);
     assert!(matches!(
         validate_block(&b, &g, &ctx),
         Err(BlockError::InvalidTransaction {
@@ -173,6 +173,31 @@ fn each_rule_rejects_what_it_should() {
             source: TxError::BadSignature(_)
         })
     ));
+    // A validator that verified some transactions before (its pool) skips only their
+    // signatures: the bad one is still found, under its own index in the block.
+    let first = b.transactions[0].id();
+    assert!(matches!(
+        validate_block_with(&b, &g, &ctx, |id| *id == first),
+        Err(BlockError::InvalidTransaction {
+            index: 1,
+            source: TxError::BadSignature(_)
+        })
+    ));
+    let b = net.block(&g, 10, vec![tx.clone(), net.tx("<ok> <ok> <ok> .")]);
+    assert!(matches!(
+        validate_block_with(&b, &g, &ctx, |id| *id == first),
+        Err(BlockError::InvalidTransaction {
+            index: 0,
+            source: TxError::BadSignature(_)
+        })
+    ));
+    // What the validator vouches for is taken as verified (ids commit to the signature, so
+    // in a node this set only ever holds envelopes it checked itself).
+    let bad_id = tx.id();
+    assert_eq!(
+        validate_block_with(&b, &g, &ctx, |id| *id == bad_id),
+        Ok(b.tx_ids())
+    );
 
     // No duplicates.
     let t = net.tx("<a> <b> <c> .");

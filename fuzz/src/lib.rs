@@ -5,7 +5,7 @@
 //! | `consensus_block` | `Block` / `BlockHeader` encoding | canonical round trip, `encoded_len`, validation on a fixed network |
 //! | `consensus_tx` | `Transaction` encoding | canonical round trip, `encoded_len`, envelope validation |
 //! | `consensus_genesis` | `Genesis` encoding | canonical round trip, genesis block |
-//! | `wire_gossip` | gossip payloads (version byte + block or transaction) | canonical round trip |
+//! | `wire_gossip` | gossip payloads (version byte + block, transaction or transaction batch) | canonical round trip |
 //! | `wire_sync` | sync request / response bodies and length-prefixed frames | canonical round trip |
 //! | `rdf_turtle`, `rdf_ntriples`, `rdf_nquads` | transaction RDF, as `POST /api/transactions` parses it | store term codec round trip; N-Triples rendering re-parses |
 //! | `config_toml` | a TOML config file through the node's figment path, peer addresses, PSK files | accepted configs survive `--dump-config` and reload |
@@ -22,12 +22,14 @@ use provchain_consensus::{
 };
 
 // The p2p wire codec is crate-private in `provchain-p2p`. Compiling its source file into this
-// crate fuzzes exactly the code the node runs without widening p2p's public API; the four items
+// crate fuzzes exactly the code the node runs without widening p2p's public API; the items
 // it imports from its crate root are re-exported below under the same names.
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../p2p/src/wire.rs"]
 mod wire;
-pub(crate) use provchain_p2p::{ChainStatus, GOSSIP_VERSION, MAX_REQUEST_BYTES, MAX_SYNC_BLOCKS};
+pub(crate) use provchain_p2p::{
+    ChainStatus, GOSSIP_VERSION, MAX_GOSSIP_BATCH, MAX_REQUEST_BYTES, MAX_SYNC_BLOCKS,
+};
 
 /// Block size bound used by the sync decoder in these targets (the node's default, 4 MiB).
 const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
@@ -121,8 +123,13 @@ pub fn wire_gossip(data: &[u8]) {
             "gossip block not canonical"
         );
     }
-    if let Ok(t) = wire::decode_tx(data) {
-        assert!(wire::encode_gossip(&t) == data, "gossip tx not canonical");
+    if let Ok(txs) = wire::decode_txs(data) {
+        // Version 1 carries one transaction, version 2 a batch.
+        let again = match txs.as_slice() {
+            [tx] if data.first() == Some(&GOSSIP_VERSION) => wire::encode_gossip(tx),
+            _ => wire::encode_txs(&txs),
+        };
+        assert!(again == data, "gossip transactions not canonical");
     }
 }
 

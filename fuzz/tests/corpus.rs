@@ -183,6 +183,13 @@ fn write_seeds() {
     };
     write("wire_gossip", "block", &gossip(&|w| full.encode_to(w)));
     write("wire_gossip", "tx", &gossip(&|w| t2.encode_to(w)));
+    // A transaction batch: version 2, a count, length-prefixed transactions.
+    let mut batch = Writer::default();
+    batch.u8(2);
+    batch.u32(2);
+    batch.bytes(&t2.encode());
+    batch.bytes(&t1.encode());
+    write("wire_gossip", "tx-batch", &batch.into_vec());
 
     // Sync request bodies: version, genesis hash, query.
     let mut status_req = vec![1u8];

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use provchain_consensus::{
     Applied, AuthorityHistory, Block, BlockError, BlockHeader, ForkError, ForkTree, Genesis, Hash,
     Keypair, Limits, PublicKey, SlotRegistry, Transaction, ValidationContext, finality_threshold,
-    leader, slot_at, slot_start_ms, validate_block,
+    leader, slot_at, slot_start_ms, validate_block_with, verify_tx_signatures,
 };
 use provchain_p2p::{ChainStatus, MessageId, P2pEvent, P2pHandle, PeerId, Verdict};
 use provchain_storage::{StorageError, Store, rdf};
@@ -43,6 +43,34 @@ const MAX_HELD: usize = 256;
 const MAX_EVIDENCE: usize = 256;
 /// Blocks served per sync request (also capped by the p2p message size).
 pub const SYNC_BATCH: u32 = 128;
+/// Transactions admitted through the API are gossiped in batches, one signed gossip message
+/// per batch: a batch goes out this long after its first transaction was admitted...
+const TX_GOSSIP_DELAY: Duration = Duration::from_millis(10);
+/// ...or as soon as it holds this many transactions...
+const TX_GOSSIP_BATCH: usize = 512;
+/// ...or this many bytes (a larger single transaction travels alone).
+const TX_GOSSIP_BATCH_BYTES: usize = 512 * 1024;
+/// Gossiped transaction batches whose signatures and RDF are being checked off the chain task
+/// at once. A batch arriving beyond this is ignored (not forwarded, not penalised): the node
+/// is saturated, and the transactions still reach it in their blocks.
+const MAX_TX_CHECKS: usize = 4;
+
+/// A gossiped batch after its checks, on its way back to the chain task for admission.
+struct CheckedBatch {
+    from: PeerId,
+    message_id: MessageId,
+    checked: Checked,
+}
+
+/// What the checks of a gossiped batch found.
+struct Checked {
+    /// The transactions that passed every check.
+    valid: Vec<(Hash, Transaction)>,
+    /// Rejections by reason (`invalid_envelope`, `invalid_rdf`, `too_many_statements`).
+    rejected: Vec<(&'static str, u64)>,
+    /// RDF documents parsed.
+    parsed: u64,
+}
 
 /// Wall clock in unix milliseconds, with an offset for clock-skew tests.
 #[derive(Debug, Clone, Copy, Default)]
@@ -313,8 +341,14 @@ pub struct Chain {
     bodies: HashMap<Hash, Block>,
     /// Transactions in non-final blocks on the best chain → their block.
     included: HashMap<Hash, Hash>,
-    /// Transactions whose RDF already parsed here (admitted to the pool), skipped on import.
+    /// Transactions whose envelope signature verified and whose RDF parsed here (admitted to
+    /// the pool): neither is checked again when a block brings them.
     checked: HashSet<Hash>,
+    /// Own admissions waiting to be gossiped as one batch, their encoded size, and when the
+    /// first of them was admitted.
+    gossip_out: Vec<Transaction>,
+    gossip_out_bytes: usize,
+    gossip_out_since: Option<Instant>,
     pool: Pool,
     governance: Governance,
     /// The authorities p2p lets in (in force at the final head, or scheduled), as last sent.
@@ -327,6 +361,11 @@ pub struct Chain {
     clock_samples: HashMap<PublicKey, (i64, i64)>,
     /// Feeds `permitted` to p2p (see [`Chain::run`]).
     authority_updates: watch::Sender<Vec<PublicKey>>,
+    /// Checked gossip batches come back here ([`Chain::on_gossip_txs`]); the receiver is
+    /// taken by [`Chain::run`].
+    tx_checks: mpsc::Sender<CheckedBatch>,
+    tx_checked: Option<mpsc::Receiver<CheckedBatch>>,
+    tx_checks_running: usize,
     slots: SlotRegistry,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
@@ -372,7 +411,11 @@ impl Chain {
         let (snap_tx, snap_rx) = watch::channel(Snapshot::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let genesis_hash = cfg.genesis.hash();
+        let (tx_checks, tx_checked) = mpsc::channel(MAX_TX_CHECKS);
         let mut chain = Self {
+            tx_checks,
+            tx_checked: Some(tx_checked),
+            tx_checks_running: 0,
             pool: Pool::new(cfg.max_pool_size),
             permitted: cfg.genesis.authorities.clone(),
             authority_updates: watch::channel(cfg.genesis.authorities.clone()).0,
@@ -387,6 +430,9 @@ impl Chain {
             bodies,
             included: HashMap::new(),
             checked: HashSet::new(),
+            gossip_out: Vec::new(),
+            gossip_out_bytes: 0,
+            gossip_out_since: None,
             slots: SlotRegistry::default(),
             orphans: HashMap::new(),
             orphan_count: 0,
@@ -508,6 +554,7 @@ impl Chain {
             }
         });
         let mut slot_seen = slot_at(self.now_ms(), self.interval_ms());
+        let mut tx_checked = self.tx_checked.take().expect("the chain task runs once");
         loop {
             // Level-triggered: every slot that began since the last turn is handled, even if
             // another event won the race against the sleep below (under a steady stream of
@@ -516,15 +563,28 @@ impl Chain {
             let slot = slot_at(self.now_ms(), self.interval_ms());
             if slot > slot_seen {
                 slot_seen = slot;
-                self.on_slot();
+                if let Some(block) = self.on_slot() {
+                    // Let the network task, just woken with the block, run before this task
+                    // spends milliseconds importing it: tokio would otherwise keep it queued
+                    // on this thread until the import is done.
+                    tokio::task::yield_now().await;
+                    self.import_own(block);
+                }
             }
             let next_slot = slot + 1;
             let wait = slot_start_ms(next_slot, self.interval_ms()).saturating_sub(self.now_ms());
+            let gossip_due = self.gossip_out_since.map(|t| t + TX_GOSSIP_DELAY);
+            if gossip_due.is_some_and(|due| due <= Instant::now()) {
+                self.flush_tx_gossip();
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(ev) = events.recv() => self.on_p2p(ev),
+                Some(batch) = tx_checked.recv() => self.on_checked_txs(batch),
                 _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
+                _ = tokio::time::sleep_until(gossip_due.unwrap_or_else(Instant::now).into()),
+                    if gossip_due.is_some() => self.flush_tx_gossip(),
                 _ = housekeeping.tick() => self.release_held(),
             }
             self.publish_snapshot();
@@ -534,6 +594,7 @@ impl Chain {
             }
         }
         forwarder.abort();
+        self.flush_tx_gossip();
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
         }
@@ -569,7 +630,7 @@ impl Chain {
                     Ok(()) | Err(PoolError::Duplicate) => {
                         if res.is_ok() {
                             self.metrics.transactions_submitted.inc();
-                            self.spawn_publish_tx(tx);
+                            self.queue_tx_gossip(tx);
                         }
                         Ok(())
                     }
@@ -686,13 +747,30 @@ impl Chain {
         Ok(())
     }
 
-    fn spawn_publish_tx(&self, tx: Transaction) {
-        let p2p = self.p2p.clone();
-        tokio::spawn(async move {
-            if let Err(e) = p2p.publish_tx(&tx).await {
-                debug!(error = %e, "transaction gossip failed");
-            }
-        });
+    /// Queues an own admission for gossip; a full batch goes out at once, a partial one
+    /// [`TX_GOSSIP_DELAY`] after its first transaction (from the run loop).
+    fn queue_tx_gossip(&mut self, tx: Transaction) {
+        let len = tx.encoded_len();
+        if !self.gossip_out.is_empty() && self.gossip_out_bytes + len > TX_GOSSIP_BATCH_BYTES {
+            self.flush_tx_gossip();
+        }
+        self.gossip_out_since.get_or_insert_with(Instant::now);
+        self.gossip_out.push(tx);
+        self.gossip_out_bytes += len;
+        if self.gossip_out.len() >= TX_GOSSIP_BATCH {
+            self.flush_tx_gossip();
+        }
+    }
+
+    fn flush_tx_gossip(&mut self) {
+        self.gossip_out_since = None;
+        self.gossip_out_bytes = 0;
+        if self.gossip_out.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.gossip_out);
+        self.metrics.tx_gossip_batch_size.observe(txs.len() as f64);
+        self.p2p.queue_txs(&txs);
     }
 
     fn report(&self, id: MessageId, verdict: Verdict) {
@@ -734,8 +812,14 @@ impl Chain {
                 received,
             } => {
                 self.observe_clock(&block, received);
+                let arrived = self
+                    .now_ms()
+                    .saturating_sub(received.elapsed().as_millis() as u64);
+                self.metrics
+                    .block_arrival_seconds
+                    .observe(arrived.saturating_sub(block.header.timestamp_ms) as f64 / 1000.0);
                 let height = block.header.height;
-                let verdict = match self.import(block, Origin::Gossip, Some(from)) {
+                let verdict = match self.import(*block, Origin::Gossip, Some(from)) {
                     Ok(()) => {
                         // Only a block that passed validation says how far the peer is.
                         if let Some(h) = self.peers.get_mut(&from) {
@@ -767,16 +851,12 @@ impl Chain {
                 };
                 self.report(message_id, verdict);
             }
-            P2pEvent::TxReceived {
+            P2pEvent::TxsReceived {
                 from,
                 message_id,
-                tx,
+                txs,
             } => {
-                let verdict = self.on_gossip_tx(tx);
-                if verdict == Verdict::Reject {
-                    debug!(peer = %from, "rejected gossiped transaction");
-                }
-                self.report(message_id, verdict);
+                self.on_gossip_txs(from, message_id, txs);
             }
             P2pEvent::StatusRequest { reply, .. } => {
                 let _ = reply.send(self.status());
@@ -829,39 +909,70 @@ impl Chain {
         out
     }
 
-    fn on_gossip_tx(&mut self, tx: Transaction) -> Verdict {
-        let id = tx.id();
-        if self.pool.contains(&id) || self.included.contains_key(&id) {
-            return Verdict::Ignore;
+    /// Starts the checks of a gossiped batch (envelope signatures as one ed25519 batch, RDF
+    /// well-formedness) on a blocking thread, so blocks and submissions are not kept waiting
+    /// behind them; [`Self::on_checked_txs`] admits the result. Transactions already known
+    /// are not checked again.
+    fn on_gossip_txs(&mut self, from: PeerId, message_id: MessageId, txs: Vec<Transaction>) {
+        let fresh: Vec<(Hash, Transaction)> = txs
+            .into_iter()
+            .map(|tx| (tx.id(), tx))
+            .filter(|(id, _)| !self.pool.contains(id) && !self.included.contains_key(id))
+            .collect();
+        if fresh.is_empty() {
+            self.report(message_id, Verdict::Ignore);
+            return;
         }
-        if let Err(e) = tx.validate(&self.genesis_hash, self.cfg.limits.max_tx_bytes) {
-            self.metrics.reject_tx("invalid_envelope");
-            debug!(error = %e, "invalid gossiped transaction");
-            return Verdict::Reject;
+        if self.tx_checks_running >= MAX_TX_CHECKS {
+            self.metrics.reject_txs("node_busy", fresh.len() as u64);
+            self.report(message_id, Verdict::Ignore);
+            return;
         }
-        let parsed =
-            tokio::task::block_in_place(|| rdf::parse(tx.body.format, &tx.body.data, "check"));
-        self.metrics.rdf_documents_parsed.inc();
-        match parsed {
-            Err(_) => {
-                self.metrics.reject_tx("invalid_rdf");
-                return Verdict::Reject;
+        self.tx_checks_running += 1;
+        let done = self.tx_checks.clone();
+        let genesis_hash = self.genesis_hash;
+        let max_tx_bytes = self.cfg.limits.max_tx_bytes;
+        tokio::task::spawn_blocking(move || {
+            let checked = check_gossiped(fresh, &genesis_hash, max_tx_bytes);
+            let _ = done.blocking_send(CheckedBatch {
+                from,
+                message_id,
+                checked,
+            });
+        });
+    }
+
+    /// Admits the valid transactions of a checked batch, even from a batch that also held
+    /// invalid ones; that message is rejected (its author is penalised and it is not
+    /// forwarded). A batch that brought nothing new is ignored.
+    fn on_checked_txs(&mut self, batch: CheckedBatch) {
+        self.tx_checks_running = self.tx_checks_running.saturating_sub(1);
+        let checked = batch.checked;
+        self.metrics.rdf_documents_parsed.inc_by(checked.parsed);
+        let mut invalid = 0;
+        for (reason, n) in &checked.rejected {
+            self.metrics.reject_txs(reason, *n);
+            invalid += n;
+        }
+        let mut admitted = 0usize;
+        for (id, tx) in checked.valid {
+            match self.admit(id, tx, true) {
+                Ok(()) => admitted += 1,
+                Err(PoolError::Duplicate) => {}
+                Err(PoolError::Full) => {
+                    self.metrics.pool_full.inc();
+                }
             }
-            Ok(q) if q.len() > crate::api::MAX_TX_STATEMENTS => {
-                // The API refuses these; a peer that gossips one bypassed it.
-                self.metrics.reject_tx("too_many_statements");
-                return Verdict::Reject;
-            }
-            Ok(_) => {}
         }
-        match self.admit(id, tx, true) {
-            Ok(()) => Verdict::Accept,
-            Err(PoolError::Duplicate) => Verdict::Ignore,
-            Err(PoolError::Full) => {
-                self.metrics.pool_full.inc();
-                Verdict::Ignore
-            }
-        }
+        let verdict = if invalid > 0 {
+            debug!(peer = %batch.from, invalid, "rejected gossiped transactions");
+            Verdict::Reject
+        } else if admitted > 0 {
+            Verdict::Accept
+        } else {
+            Verdict::Ignore
+        };
+        self.report(batch.message_id, verdict);
     }
 
     fn count_rejection(&self, e: &ImportError) {
@@ -872,11 +983,13 @@ impl Chain {
         }
     }
 
-    fn on_slot(&mut self) {
+    /// Seals and publishes a block if this node leads the slot that began; the caller
+    /// imports it ([`Self::import_own`]).
+    fn on_slot(&mut self) -> Option<Block> {
         let now = self.now_ms();
         let slot = slot_at(now, self.interval_ms());
         if !self.cfg.is_authority || slot <= self.last_sealed_slot {
-            return;
+            return None;
         }
         let (best_hash, best) = self.tree.best_head();
         let best = best.clone();
@@ -884,13 +997,13 @@ impl Chain {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "cannot compute the authority set of the best chain");
-                return;
+                return None;
             }
         };
         let next = best.height + 1;
         let authorities = branch.authorities_at(next);
         if leader(authorities, slot) != Some(&self.cfg.keypair.public()) || slot <= best.slot {
-            return;
+            return None;
         }
         let own = self.governance.candidates();
         let items = if own.is_empty() {
@@ -900,7 +1013,7 @@ impl Chain {
         };
         drop(branch);
         if !self.cfg.empty_blocks && self.pool.is_empty() && items.is_empty() {
-            return;
+            return None;
         }
         self.last_sealed_slot = slot;
         let limits = self.cfg.limits;
@@ -908,10 +1021,7 @@ impl Chain {
         let governance_bytes = if items.is_empty() {
             0
         } else {
-            36 + items
-                .iter()
-                .map(provchain_consensus::GovernanceItem::encoded_len)
-                .sum::<usize>()
+            provchain_consensus::block::governance_encoded_len(&items)
         };
         let txs = self.pool.select(
             limits.max_block_txs,
@@ -930,14 +1040,18 @@ impl Chain {
             &self.cfg.keypair,
             &self.genesis_hash,
         );
-        let p2p = self.p2p.clone();
-        let gossip = block.clone();
-        tokio::spawn(async move {
-            if let Err(e) = p2p.publish_block(&gossip).await {
-                debug!(error = %e, "block gossip failed");
-            }
-        });
-        let (height, ntx) = (block.header.height, block.transactions.len());
+        // Queued straight to the network task: a spawned publish would wait for this task to
+        // finish importing the block (tens of milliseconds for 1 MiB) before it ran.
+        self.p2p.queue_block(&block);
+        Some(block)
+    }
+
+    fn import_own(&mut self, block: Block) {
+        let (height, slot, ntx) = (
+            block.header.height,
+            block.header.slot,
+            block.transactions.len(),
+        );
         self.tree.set_own(block.hash());
         match self.import(block, Origin::Local, None) {
             Ok(()) => {
@@ -1026,8 +1140,13 @@ impl Chain {
                 max_drift_ms: self.cfg.max_drift_ms,
                 limits: self.cfg.limits,
             };
-            match tokio::task::block_in_place(|| validate_block(&block, &parent, &ctx)) {
-                Ok(()) => {}
+            // Transactions this node admitted to its pool were verified then; their signatures
+            // are not checked a second time.
+            let verified = |id: &Hash| self.checked.contains(id);
+            let ids = match tokio::task::block_in_place(|| {
+                validate_block_with(&block, &parent, &ctx, verified)
+            }) {
+                Ok(ids) => ids,
                 Err(BlockError::Early {
                     ready_at_ms,
                     slot,
@@ -1047,12 +1166,12 @@ impl Chain {
                     .into());
                 }
                 Err(e) => return Err(e.into()),
-            }
+            };
             if let Some(e) = governance {
                 return Err(ImportError::Governance(e.to_string()));
             }
-            self.check_rdf(&block)?;
-            self.check_not_replayed(&block)?;
+            self.check_rdf(&block, &ids)?;
+            self.check_not_replayed(&block, &ids)?;
         }
         if let Some(ev) = self.slots.observe(&block.header) {
             self.metrics.equivocations.inc();
@@ -1102,12 +1221,14 @@ impl Chain {
     }
 
     /// RDF of every transaction must parse; ones admitted to our pool were parsed already.
-    fn check_rdf(&mut self, block: &Block) -> Result<(), ImportError> {
+    fn check_rdf(&mut self, block: &Block, ids: &[Hash]) -> Result<(), ImportError> {
         let todo: Vec<(usize, &Transaction)> = block
             .transactions
             .iter()
+            .zip(ids)
             .enumerate()
-            .filter(|(_, t)| !self.checked.contains(&t.id()))
+            .filter(|(_, (_, id))| !self.checked.contains(*id))
+            .map(|(index, (t, _))| (index, t))
             .collect();
         if todo.is_empty() {
             return Ok(());
@@ -1128,8 +1249,7 @@ impl Chain {
 
     /// A transaction may appear once per chain: not in the final chain, nor in the non-final
     /// ancestors of this block.
-    fn check_not_replayed(&self, block: &Block) -> Result<(), ImportError> {
-        let ids = block.tx_ids();
+    fn check_not_replayed(&self, block: &Block, ids: &[Hash]) -> Result<(), ImportError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -1146,13 +1266,18 @@ impl Chain {
                 }
             }
         }
-        for id in ids {
+        for id in ids.iter().copied() {
             let in_ancestor = if on_best {
                 self.included.contains_key(&id)
             } else {
                 ancestors.contains(&id)
             };
-            if in_ancestor || matches!(self.store.tx_location(&id), Ok(Some(_))) {
+            if in_ancestor {
+                return Err(ImportError::Replayed(id));
+            }
+            // A pooled transaction is not final (finality takes it out of the pool in the
+            // same step), so only the others need a storage lookup.
+            if !self.pool.contains(&id) && matches!(self.store.tx_location(&id), Ok(Some(_))) {
                 return Err(ImportError::Replayed(id));
             }
         }
@@ -1425,5 +1550,50 @@ impl Chain {
     /// The header of the final head (for tests and status).
     pub fn final_header(&self) -> &BlockHeader {
         self.tree.final_head().1
+    }
+}
+
+/// The checks of a gossiped batch (run off the chain task): envelope shape, signatures as one
+/// ed25519 batch (checked one by one only when the batch fails, to find the culprits), RDF.
+fn check_gossiped(
+    mut txs: Vec<(Hash, Transaction)>,
+    genesis_hash: &Hash,
+    max_tx_bytes: usize,
+) -> Checked {
+    let before = txs.len();
+    txs.retain(|(_, tx)| tx.validate_shape(max_tx_bytes).is_ok());
+    let all: Vec<&Transaction> = txs.iter().map(|(_, tx)| tx).collect();
+    if verify_tx_signatures(&all, genesis_hash).is_err() {
+        txs.retain(|(_, tx)| tx.validate(genesis_hash, max_tx_bytes).is_ok());
+    }
+    let mut rejected = Vec::new();
+    if txs.len() < before {
+        rejected.push(("invalid_envelope", (before - txs.len()) as u64));
+    }
+    let parsed = txs.len() as u64;
+    let (mut bad_rdf, mut too_many) = (0, 0);
+    txs.retain(
+        |(_, tx)| match rdf::parse(tx.body.format, &tx.body.data, "check") {
+            Err(_) => {
+                bad_rdf += 1;
+                false
+            }
+            // The API refuses these; a peer that gossips one bypassed it.
+            Ok(q) if q.len() > crate::api::MAX_TX_STATEMENTS => {
+                too_many += 1;
+                false
+            }
+            Ok(_) => true,
+        },
+    );
+    for (reason, n) in [("invalid_rdf", bad_rdf), ("too_many_statements", too_many)] {
+        if n > 0 {
+            rejected.push((reason, n));
+        }
+    }
+    Checked {
+        valid: txs,
+        rejected,
+        parsed,
     }
 }

@@ -64,7 +64,9 @@ const BLOCK_REJECT_REASONS: &[&str] = &[
     "governance_signature",
     "invalid_governance",
 ];
-/// Reasons a submitted or gossiped transaction is refused.
+/// Reasons a submitted or gossiped transaction is refused. `node_busy`: gossiped transactions
+/// left unchecked because the node was already checking as many batches as it allows (they
+/// still reach it in their blocks).
 const TX_REJECT_REASONS: &[&str] = &[
     "bad_request",
     "empty",
@@ -72,6 +74,7 @@ const TX_REJECT_REASONS: &[&str] = &[
     "invalid_rdf",
     "invalid_envelope",
     "too_many_statements",
+    "node_busy",
 ];
 /// Ways a peer's sync answers lie.
 pub const SYNC_MISBEHAVIOUR_REASONS: &[&str] = &["unserved_head", "invalid_block", "bad_response"];
@@ -101,6 +104,8 @@ pub struct Metrics {
     pub block_import_seconds: Histogram,
     pub block_commit_seconds: Histogram,
     pub block_propagation_seconds: Histogram,
+    pub block_arrival_seconds: Histogram,
+    pub tx_gossip_batch_size: Histogram,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub sync_blocks_fetched: Counter,
@@ -150,6 +155,10 @@ impl Metrics {
             block_import_seconds: Histogram::new(seconds_buckets()),
             block_commit_seconds: Histogram::new(seconds_buckets()),
             block_propagation_seconds: Histogram::new(seconds_buckets()),
+            block_arrival_seconds: Histogram::new(seconds_buckets()),
+            tx_gossip_batch_size: Histogram::new([
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0,
+            ]),
             http_requests: Family::default(),
             http_request_seconds: Family::new_with_constructor(
                 || Histogram::new(seconds_buckets()),
@@ -280,6 +289,18 @@ impl Metrics {
             Unit::Seconds,
             m.block_propagation_seconds.clone(),
         );
+        r.register_with_unit(
+            "block_arrival",
+            "Delay from a gossiped block's timestamp to its arrival in this node's network \
+             layer (the network part of block_propagation)",
+            Unit::Seconds,
+            m.block_arrival_seconds.clone(),
+        );
+        r.register(
+            "tx_gossip_batch_size",
+            "Transactions per gossip message this node sent (own admissions, batched)",
+            m.tx_gossip_batch_size.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -351,11 +372,15 @@ impl Metrics {
     }
 
     pub fn reject_tx(&self, reason: &str) {
+        self.reject_txs(reason, 1);
+    }
+
+    pub fn reject_txs(&self, reason: &str, count: u64) {
         self.transactions_rejected
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
             })
-            .inc();
+            .inc_by(count);
     }
 
     pub fn sync_misbehaved(&self, reason: &str) {

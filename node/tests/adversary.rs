@@ -40,6 +40,51 @@ fn not_leader_key(slot: u64) -> provchain_consensus::Keypair {
     dev_key(((slot + 1) % 3) as u32 + 1)
 }
 
+/// Node 1 as the network's only authority, allowing the adversary's peer id, and the
+/// adversary connected to it (its handle, its event receiver, the genesis hash).
+async fn lone_authority_and_adversary(
+    dir: &std::path::Path,
+    extra_toml: &str,
+) -> (
+    NodeProc,
+    P2pHandle,
+    tokio::sync::mpsc::Receiver<P2pEvent>,
+    Hash,
+) {
+    let allowed = vec![dev_peer_id(ADVERSARY_KEY)];
+    let mut n1 = NodeProc::net(
+        dir,
+        &NetNodeSpec {
+            key: 1,
+            authority: true,
+            authorities: 1,
+            peers: &[],
+            allowed: &allowed,
+            extra_toml,
+        },
+    );
+    n1.wait_healthy().await;
+    n1.wait_final_height(2, LONG).await;
+    let (p2p, events, gh) = common::adversary(ADVERSARY_KEY, &n1, vec![dev_key(1).public()]).await;
+    (n1, p2p, events, gh)
+}
+
+/// A valid N-Triples transaction signed by the adversary's key.
+fn adversary_tx(genesis_hash: &Hash, data: String) -> Transaction {
+    let key = dev_key(ADVERSARY_KEY);
+    Transaction::sign(
+        TxBody {
+            format: RdfFormat::NTriples,
+            data,
+            submitter: key.public(),
+            client: None,
+            timestamp_ms: now_ms(),
+        },
+        &key,
+        genesis_hash,
+    )
+}
+
 async fn rejected(node: &NodeProc, reason: &str) -> f64 {
     node.metric(&format!(
         "provchain_blocks_rejected_total{{reason=\"{reason}\"}}"
@@ -323,37 +368,9 @@ async fn a_flood_of_valid_transactions_is_bounded_by_the_pool() {
     const POOL: u64 = 300;
     const FLOOD: u64 = 4_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let allowed = vec![dev_peer_id(ADVERSARY_KEY)];
-    let extra = format!("max_pool_size = {POOL}\n");
-    let mut n1 = NodeProc::net(
-        dir.path(),
-        &NetNodeSpec {
-            key: 1,
-            authority: true,
-            authorities: 1,
-            peers: &[],
-            allowed: &allowed,
-            extra_toml: &extra,
-        },
-    );
-    n1.wait_healthy().await;
-    n1.wait_final_height(2, LONG).await;
-    let (p2p, _events, gh) = common::adversary(ADVERSARY_KEY, &n1, vec![dev_key(1).public()]).await;
-
-    let key = dev_key(ADVERSARY_KEY);
-    let sign = |i: u64| {
-        Transaction::sign(
-            TxBody {
-                format: RdfFormat::NTriples,
-                data: format!("<http://flood/{i}> <http://ex/seq> \"{i}\" ."),
-                submitter: key.public(),
-                client: None,
-                timestamp_ms: now_ms(),
-            },
-            &key,
-            &gh,
-        )
-    };
+    let (n1, p2p, _events, gh) =
+        lone_authority_and_adversary(dir.path(), &format!("max_pool_size = {POOL}\n")).await;
+    let sign = |i: u64| adversary_tx(&gh, format!("<http://flood/{i}> <http://ex/seq> \"{i}\" ."));
     let full_before = n1.metric("provchain_pool_full_total").await.unwrap_or(0.0);
     let mut max_pool = 0.0f64;
     for i in 0..FLOOD {
@@ -410,5 +427,59 @@ async fn a_flood_of_valid_transactions_is_bounded_by_the_pool() {
         n > 0 && n < FLOOD,
         "{n} of {FLOOD} flood transactions stored"
     );
+    p2p.shutdown().await;
+}
+
+/// Transactions travel in batches, one gossip message for many. A batch that mixes valid
+/// transactions with a forged signature and malformed RDF costs the honest ones nothing: they
+/// are admitted and become final, the two bad ones are counted by reason, and the node keeps
+/// finalizing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gossiped_batch_with_bad_transactions_keeps_its_valid_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, p2p, _events, gh) = lone_authority_and_adversary(dir.path(), "").await;
+    let sign = |data: String| adversary_tx(&gh, data);
+    let rejected = |reason: &'static str| {
+        let n1 = &n1;
+        async move {
+            n1.metric(&format!(
+                "provchain_transactions_rejected_total{{reason=\"{reason}\"}}"
+            ))
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    let (forged_before, rdf_before) = (
+        rejected("invalid_envelope").await,
+        rejected("invalid_rdf").await,
+    );
+    let mut batch: Vec<Transaction> = (0..6)
+        .map(|i| sign(format!("<http://batch/{i}> <http://ex/inBatch> \"{i}\" .")))
+        .collect();
+    batch[2].signature.0[0] ^= 0x01;
+    batch[4] = sign("<http://batch/4> <http://ex/inBatch> \"unterminated .".into());
+    p2p.publish_txs(&batch).await.expect("publish batch");
+
+    wait_for("both bad transactions are counted", LONG, || async {
+        (rejected("invalid_envelope").await > forged_before
+            && rejected("invalid_rdf").await > rdf_before)
+            .then_some(())
+    })
+    .await;
+    for i in [0, 1, 3, 5] {
+        n1.wait_final(&batch[i].id().to_hex(), LONG).await;
+    }
+    for i in [2, 4] {
+        let (code, _) = n1
+            .get(&format!("/api/transactions/{}", batch[i].id().to_hex()))
+            .await;
+        assert_eq!(code, 404, "bad transaction {i} was stored");
+    }
+    let stored = n1
+        .sparql("SELECT (COUNT(?s) AS ?n) WHERE { ?s <http://ex/inBatch> ?o }")
+        .await;
+    assert_eq!(stored["results"]["bindings"][0]["n"]["value"], "4");
+    let target = n1.final_height().await + 2;
+    n1.wait_final_height(target, LONG).await;
     p2p.shutdown().await;
 }

@@ -92,9 +92,41 @@ impl P2pHandle {
         .await?
     }
 
+    /// Queues a block for gossip without awaiting anything, for a caller that cannot await
+    /// (the chain task: a publish it spawned would wait behind its own work — the import of
+    /// that very block — before the swarm task saw it). When the command queue is full, a
+    /// task waits for room instead. The swarm task logs the outcome of the publish.
+    pub fn queue_block(&self, block: &Block) {
+        self.queue_publish(Topic::Blocks, crate::wire::encode_gossip(block));
+    }
+
+    /// [`Self::publish_txs`] without awaiting, like [`Self::queue_block`].
+    pub fn queue_txs(&self, txs: &[Transaction]) {
+        self.queue_publish(Topic::Txs, crate::wire::encode_txs(txs));
+    }
+
+    fn queue_publish(&self, topic: Topic, data: Vec<u8>) {
+        let (reply, _) = oneshot::channel();
+        let command = Command::Publish { topic, data, reply };
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                let _ = commands.send(command).await;
+            });
+        }
+    }
+
     /// Gossips a transaction; same semantics as [`Self::publish_block`].
     pub async fn publish_tx(&self, tx: &Transaction) -> Result<(), P2pError> {
-        let data = crate::wire::encode_gossip(tx);
+        self.publish_txs(std::slice::from_ref(tx)).await
+    }
+
+    /// Gossips transactions as one message (at most [`crate::MAX_GOSSIP_BATCH`] and
+    /// [`crate::P2pConfig::max_message_bytes`]; the caller splits larger sets). One message
+    /// per batch instead of one per transaction saves a gossipsub signature, its verification
+    /// on every receiving peer, and the framing, per transaction.
+    pub async fn publish_txs(&self, txs: &[Transaction]) -> Result<(), P2pError> {
+        let data = crate::wire::encode_txs(txs);
         self.ask(|reply| Command::Publish {
             topic: Topic::Txs,
             data,

@@ -32,11 +32,12 @@
 //!
 //! * **Gossip in**: gossipsub (strict signing, `validate_messages`) hands a message to the swarm
 //!   task, which checks that both the forwarding peer and the author are allowed, decodes it
-//!   with the consensus codec and emits [`P2pEvent::BlockReceived`] / [`P2pEvent::TxReceived`].
+//!   with the consensus codec and emits [`P2pEvent::BlockReceived`] / [`P2pEvent::TxsReceived`].
 //!   Nothing is forwarded until the node validates it and calls [`P2pHandle::report`]; a
 //!   `Reject` penalises the sender through gossipsub peer scoring (P₄). Undecodable messages are
 //!   rejected here and surface as [`P2pEvent::InvalidMessage`].
-//! * **Gossip out**: [`P2pHandle::publish_block`] / [`P2pHandle::publish_tx`].
+//! * **Gossip out**: [`P2pHandle::publish_block`] / [`P2pHandle::publish_txs`] (transactions
+//!   travel in batches: one signed gossip message carries many).
 //! * **Sync in**: a peer's `Status` / `GetBlocks` request becomes [`P2pEvent::StatusRequest`] /
 //!   [`P2pEvent::BlocksRequest`] carrying a oneshot; the node answers from its chain, the swarm
 //!   task truncates the answer to the bounds below and sends it back.
@@ -114,6 +115,9 @@ pub const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5)
 pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Gossip message format version (first byte of every gossip payload).
 pub const GOSSIP_VERSION: u8 = 1;
+/// Most transactions in one gossip message ([`P2pHandle::publish_txs`]); a received batch
+/// claiming more is rejected undecoded.
+pub const MAX_GOSSIP_BATCH: usize = 4096;
 
 /// Default [`P2pConfig::max_message_bytes`]: the spec's 8 MiB sync batch / block bound plus
 /// envelope headroom.
@@ -357,16 +361,17 @@ pub enum P2pEvent {
     BlockReceived {
         from: PeerId,
         message_id: MessageId,
-        block: Block,
+        block: Box<Block>,
         /// When the message arrived, before any queueing towards the node: what the node's
         /// clock-offset estimate compares the block's timestamp with.
         received: std::time::Instant,
     },
-    /// A gossiped transaction; validate it, then [`P2pHandle::report`] the verdict.
-    TxReceived {
+    /// A gossiped batch of transactions (1..=[`MAX_GOSSIP_BATCH`]); validate them, then
+    /// [`P2pHandle::report`] one verdict for the message.
+    TxsReceived {
         from: PeerId,
         message_id: MessageId,
-        tx: Transaction,
+        txs: Vec<Transaction>,
     },
     /// Undecodable or unauthorised gossip / sync bytes, already rejected and penalised here.
     InvalidMessage {

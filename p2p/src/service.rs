@@ -741,7 +741,11 @@ impl Service {
                 }
             }
             Command::Publish { topic, data, reply } => {
-                let _ = reply.send(self.publish(topic, data));
+                let result = self.publish(topic, data);
+                if let Err(e) = &result {
+                    debug!(error = %e, "gossip publish failed");
+                }
+                let _ = reply.send(result);
             }
             Command::Report { msg, verdict } => {
                 let acceptance = match verdict {
@@ -1222,14 +1226,14 @@ impl Service {
             wire::decode_block(&message.data).map(|block| P2pEvent::BlockReceived {
                 from: propagation_source,
                 message_id: msg.clone(),
-                block,
+                block: Box::new(block),
                 received: std::time::Instant::now(),
             })
         } else if message.topic == self.names.txs.hash() {
-            wire::decode_tx(&message.data).map(|tx| P2pEvent::TxReceived {
+            wire::decode_txs(&message.data).map(|txs| P2pEvent::TxsReceived {
                 from: propagation_source,
                 message_id: msg.clone(),
-                tx,
+                txs,
             })
         } else {
             self.report(&msg, MessageAcceptance::Reject);

@@ -119,7 +119,7 @@ impl Node {
                 message_id,
                 block,
                 ..
-            } => Some((from, message_id, block)),
+            } => Some((from, message_id, *block)),
             _ => None,
         })
         .await
@@ -262,26 +262,29 @@ async fn gossip_accept_forwards_and_reject_does_not() {
     let (_, _, got) = n3.next_block().await;
     assert_eq!(got, b3, "the rejected block was forwarded");
 
-    // Transactions travel on their own topic.
-    let tx = provchain_consensus::Transaction::sign(
-        provchain_consensus::TxBody {
-            format: provchain_consensus::RdfFormat::NTriples,
-            data: "<http://a> <http://b> \"c\" .".into(),
-            submitter: key(1).public(),
-            client: None,
-            timestamp_ms: 1,
-        },
-        &key(1),
-        &g.hash(),
-    );
-    n1.handle.publish_tx(&tx).await.unwrap();
-    let got = n2
-        .wait("TxReceived", |ev| match ev {
-            P2pEvent::TxReceived { tx, .. } => Some(tx),
-            _ => None,
-        })
-        .await;
-    assert_eq!(got, tx);
+    // Transactions travel on their own topic, one or many per message.
+    let tx = |i: u64| {
+        provchain_consensus::Transaction::sign(
+            provchain_consensus::TxBody {
+                format: provchain_consensus::RdfFormat::NTriples,
+                data: format!("<http://a> <http://b> \"{i}\" ."),
+                submitter: key(1).public(),
+                client: None,
+                timestamp_ms: i,
+            },
+            &key(1),
+            &g.hash(),
+        )
+    };
+    n1.handle.publish_tx(&tx(1)).await.unwrap();
+    let txs = |ev| match ev {
+        P2pEvent::TxsReceived { txs, .. } => Some(txs),
+        _ => None,
+    };
+    assert_eq!(n2.wait("TxsReceived", txs).await, vec![tx(1)]);
+    let batch: Vec<_> = (2..200).map(tx).collect();
+    n1.handle.publish_txs(&batch).await.unwrap();
+    assert_eq!(n2.wait("a batch", txs).await, batch);
 }
 
 /// Answers sync requests from `blocks` (ignoring `max`, so the p2p cap is exercised).

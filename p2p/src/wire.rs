@@ -11,7 +11,7 @@ use libp2p::StreamProtocol;
 use provchain_consensus::codec::{Reader, Writer};
 use provchain_consensus::{Block, Decode, DecodeError, Encode, Hash, Transaction};
 
-use crate::{ChainStatus, GOSSIP_VERSION, MAX_REQUEST_BYTES, MAX_SYNC_BLOCKS};
+use crate::{ChainStatus, GOSSIP_VERSION, MAX_GOSSIP_BATCH, MAX_REQUEST_BYTES, MAX_SYNC_BLOCKS};
 
 const SYNC_VERSION: u8 = 1;
 /// Longest reason string in an error response.
@@ -42,8 +42,59 @@ pub(crate) fn decode_block(bytes: &[u8]) -> Result<Block, DecodeError> {
     decode_gossip(bytes)
 }
 
-pub(crate) fn decode_tx(bytes: &[u8]) -> Result<Transaction, DecodeError> {
-    decode_gossip(bytes)
+/// Version byte of a transaction batch on the transaction topic. A node gossips the
+/// transactions it admits in batches (one signed gossip message per batch, not per
+/// transaction); a single transaction under [`GOSSIP_VERSION`] is still understood.
+pub(crate) const TX_BATCH_VERSION: u8 = 2;
+
+pub(crate) fn encode_txs(txs: &[Transaction]) -> Vec<u8> {
+    let size = 5 + txs.iter().map(|t| 4 + t.encoded_len()).sum::<usize>();
+    let mut w = Writer::with_capacity(size);
+    w.u8(TX_BATCH_VERSION);
+    w.u32(txs.len() as u32);
+    for tx in txs {
+        w.bytes(&tx.encode());
+    }
+    w.into_vec()
+}
+
+/// A transaction-topic payload: a batch of 1..=[`MAX_GOSSIP_BATCH`] transactions, or one
+/// transaction in the version-1 format.
+pub(crate) fn decode_txs(bytes: &[u8]) -> Result<Vec<Transaction>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    match r.u8()? {
+        GOSSIP_VERSION => {
+            let tx = Transaction::decode_from(&mut r)?;
+            r.finish()?;
+            Ok(vec![tx])
+        }
+        TX_BATCH_VERSION => {
+            let what = "transaction batch";
+            let n = r.count(what, MAX_GOSSIP_BATCH)?;
+            if n == 0 {
+                return Err(DecodeError::Empty { what });
+            }
+            // Every transaction needs its length prefix and fixed fields: refuse counts the
+            // payload cannot hold before allocating for them.
+            if n.saturating_mul(4 + 100) > r.remaining() {
+                return Err(DecodeError::Truncated {
+                    offset: bytes.len() - r.remaining(),
+                    needed: n * 104 - r.remaining(),
+                });
+            }
+            let mut txs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let tx = r.bytes("transaction", bytes.len())?;
+                txs.push(Transaction::decode(tx)?);
+            }
+            r.finish()?;
+            Ok(txs)
+        }
+        version => Err(DecodeError::UnsupportedVersion {
+            what: "transaction gossip",
+            version,
+        }),
+    }
 }
 
 /// What a sync request asks for.
@@ -321,6 +372,56 @@ mod unit {
         assert!(decode_request(&[]).is_err());
         assert!(decode_request(&[1, 2, 3]).is_err());
         assert!(decode_request(&[0xff; 100]).is_err());
+    }
+
+    #[test]
+    fn transaction_batches_roundtrip_and_garbage() {
+        let genesis = Hash([9; 32]);
+        let key = provchain_consensus::Keypair::from_secret([3; 32]);
+        let txs: Vec<Transaction> = (0..3)
+            .map(|i| {
+                let body = provchain_consensus::TxBody {
+                    format: provchain_consensus::RdfFormat::NTriples,
+                    data: format!("<http://a> <http://b> \"{i}\" ."),
+                    submitter: key.public(),
+                    client: None,
+                    timestamp_ms: i,
+                };
+                Transaction::sign(body, &key, &genesis)
+            })
+            .collect();
+        let batch = encode_txs(&txs);
+        assert_eq!(decode_txs(&batch), Ok(txs.clone()));
+        // One transaction in the version-1 format is still understood.
+        assert_eq!(
+            decode_txs(&encode_gossip(&txs[0])),
+            Ok(vec![txs[0].clone()])
+        );
+        // Every truncation fails cleanly; so do trailing bytes.
+        for len in 0..batch.len() {
+            assert!(decode_txs(&batch[..len]).is_err(), "truncated at {len}");
+        }
+        let mut long = batch.clone();
+        long.push(0);
+        assert_eq!(decode_txs(&long), Err(DecodeError::TrailingBytes(1)));
+        // Empty batches and counts beyond the cap or the payload are refused before allocating.
+        assert!(matches!(
+            decode_txs(&[TX_BATCH_VERSION, 0, 0, 0, 0]),
+            Err(DecodeError::Empty { .. })
+        ));
+        let over = (MAX_GOSSIP_BATCH as u32 + 1).to_le_bytes();
+        assert!(matches!(
+            decode_txs(&[TX_BATCH_VERSION, over[0], over[1], over[2], over[3]]),
+            Err(DecodeError::TooLong { .. })
+        ));
+        assert!(matches!(
+            decode_txs(&[TX_BATCH_VERSION, 0xff, 0x0f, 0, 0]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode_txs(&[9, 1, 0, 0, 0]),
+            Err(DecodeError::UnsupportedVersion { .. })
+        ));
     }
 
     #[test]
