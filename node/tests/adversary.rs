@@ -85,19 +85,14 @@ fn adversary_tx(genesis_hash: &Hash, data: String) -> Transaction {
     )
 }
 
-async fn rejected(node: &NodeProc, reason: &str) -> f64 {
-    node.metric(&format!(
-        "provchain_blocks_rejected_total{{reason=\"{reason}\"}}"
-    ))
-    .await
-    .unwrap_or(0.0)
-}
+const BLOCKS_REJECTED: &str = "provchain_blocks_rejected_total";
+const TXS_REJECTED: &str = "provchain_transactions_rejected_total";
 
 async fn wait_rejected(node: &NodeProc, reason: &str) {
     wait_for(
         &format!("node1 counts a `{reason}` rejection"),
         LONG,
-        || async { (rejected(node, reason).await >= 1.0).then_some(()) },
+        || async { (node.counter(BLOCKS_REJECTED, reason).await >= 1.0).then_some(()) },
     )
     .await;
 }
@@ -163,9 +158,8 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
     // believing the claim, so it neither looks behind (/ready) nor keeps fetching.
     lie.store(true, Ordering::SeqCst);
     wait_for("node1 counts the unserved head", LONG, || async {
-        (n1.metric("provchain_sync_misbehaviour_total{reason=\"unserved_head\"}")
+        (n1.counter("provchain_sync_misbehaviour_total", "unserved_head")
             .await
-            .unwrap_or(0.0)
             >= 1.0)
             .then_some(())
     })
@@ -274,7 +268,7 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
     for n in [&n2, &n3] {
         for reason in ["bad_signature", "wrong_leader", "future_slot"] {
             assert_eq!(
-                rejected(n, reason).await,
+                n.counter(BLOCKS_REJECTED, reason).await,
                 0.0,
                 "{reason} block reached {}",
                 n.http
@@ -286,16 +280,9 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
 
     // A flood of forged transactions and blocks: every one is rejected and counted, and the
     // strikes add up to a ban that disconnects the adversary.
-    let forged_txs_before = n1
-        .metric("provchain_transactions_rejected_total{reason=\"invalid_envelope\"}")
-        .await
-        .unwrap_or(0.0);
+    let forged_txs_before = n1.counter(TXS_REJECTED, "invalid_envelope").await;
     let adversary = dev_peer_id(ADVERSARY_KEY);
-    let rejected_txs = || async {
-        n1.metric("provchain_transactions_rejected_total{reason=\"invalid_envelope\"}")
-            .await
-            .unwrap_or(0.0)
-    };
+    let rejected_txs = || n1.counter(TXS_REJECTED, "invalid_envelope");
     let banned = || async {
         n1.metric("provchain_peers_banned_total")
             .await
@@ -439,16 +426,7 @@ async fn a_gossiped_batch_with_bad_transactions_keeps_its_valid_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (n1, p2p, _events, gh) = lone_authority_and_adversary(dir.path(), "").await;
     let sign = |data: String| adversary_tx(&gh, data);
-    let rejected = |reason: &'static str| {
-        let n1 = &n1;
-        async move {
-            n1.metric(&format!(
-                "provchain_transactions_rejected_total{{reason=\"{reason}\"}}"
-            ))
-            .await
-            .unwrap_or(0.0)
-        }
-    };
+    let rejected = |reason| n1.counter(TXS_REJECTED, reason);
     let (forged_before, rdf_before) = (
         rejected("invalid_envelope").await,
         rejected("invalid_rdf").await,

@@ -322,16 +322,7 @@ async fn forged_governance_items_are_rejected() {
         let leader = dev_key((slot % 3) as u32 + 1);
         Block::seal_with_governance(parent, slot, slot * 1000 + 1, vec![], items, &leader, &gh)
     };
-    let rejected = |reason: &'static str| {
-        let n = &n1;
-        async move {
-            n.metric(&format!(
-                "provchain_blocks_rejected_total{{reason=\"{reason}\"}}"
-            ))
-            .await
-            .unwrap_or(0.0)
-        }
-    };
+    let rejected = |reason| n1.counter("provchain_blocks_rejected_total", reason);
 
     // A proposal signed by a key outside the set.
     let outsider = Proposal::sign(
@@ -388,12 +379,7 @@ async fn forged_governance_items_are_rejected() {
     agree(&[&n1, &n2, &n3], target).await;
     for n in [&n2, &n3] {
         for reason in ["invalid_governance", "governance_signature", "gov_root"] {
-            let seen = n
-                .metric(&format!(
-                    "provchain_blocks_rejected_total{{reason=\"{reason}\"}}"
-                ))
-                .await
-                .unwrap_or(0.0);
+            let seen = n.counter("provchain_blocks_rejected_total", reason).await;
             assert_eq!(seen, 0.0, "a {reason} block was forwarded to {}", n.http);
         }
     }

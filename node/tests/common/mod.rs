@@ -214,6 +214,13 @@ impl NodeProc {
         r.json().await.expect("sparql json")
     }
 
+    /// Counter `name` with label `reason`, 0 while nothing was counted under that reason.
+    pub async fn counter(&self, name: &str, reason: &str) -> f64 {
+        self.metric(&format!("{name}{{reason=\"{reason}\"}}"))
+            .await
+            .unwrap_or(0.0)
+    }
+
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = self.get_text("/metrics").await;
         text.lines()
