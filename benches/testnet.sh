@@ -182,7 +182,7 @@ case "${1:-}" in
              match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] += $2
            }
            END { printf "propagation samples at or below:"
-                 n = split("0.001 0.0025 0.005 0.01 0.025 0.05 +Inf", b, " ")
+                 n = split("0.001 0.0025 0.005 0.0075 0.01 0.015 0.02 0.025 0.05 +Inf", b, " ")
                  for (i = 1; i <= n; i++) printf " %s s: %d", b[i], c[b[i]]
                  print "" }'
     curl -fsS "${api[0]}/api/blockchain/dump?from=0" | python3 -c '

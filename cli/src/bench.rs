@@ -5,7 +5,9 @@
 //! `prov:wasDerivedFrom` — typed literals, and links to earlier events' entities) over HTTP to
 //! every given node in turn, either **open loop** at a target rate (`--rate`, arrivals do
 //! not wait for answers, as real clients do not) or **closed loop** as fast as
-//! `--concurrency` requests in flight allow (`--rate 0`). Each run uses fresh IRIs.
+//! `--concurrency` requests in flight allow (`--rate 0`). In closed loop a worker refused
+//! with 503 waits what the answer's `Retry-After` says (at most 5 s) before its next request,
+//! as a well-behaved client does; open-loop arrivals never wait. Each run uses fresh IRIs.
 //!
 //! Finality is observed, not asked per transaction: one task per node polls the node's final
 //! chain (`/api/blockchain/dump?from=…`, every `--poll`) and matches the transaction ids of
@@ -394,7 +396,8 @@ struct Shared {
 }
 
 impl Shared {
-    async fn submit(&self, node: usize, body: String) {
+    /// Sends one transaction and records the answer; for a 503, returns its `Retry-After`.
+    async fn submit(&self, node: usize, body: String) -> Option<Duration> {
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         let mut req = self
             .http
@@ -410,7 +413,7 @@ impl Shared {
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 self.note_error(format!("{}: {e}", self.nodes[node]));
-                return;
+                return None;
             }
         };
         let status = resp.status();
@@ -434,6 +437,11 @@ impl Shared {
             }
         } else if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
             self.counters.busy.fetch_add(1, Ordering::Relaxed);
+            return resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .map(|secs| Duration::from_secs(secs.min(5)));
         } else if status.is_client_error() {
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
             let text = resp.text().await.unwrap_or_default();
@@ -442,6 +450,7 @@ impl Shared {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
             self.note_error(format!("{} answered {status}", self.nodes[node]));
         }
+        None
     }
 
     fn note_error(&self, e: String) {
@@ -683,7 +692,8 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<BenchReport> {
                 let body = document(run_id, n, triples, format);
                 let s = shared.clone();
                 tokio::spawn(async move {
-                    s.submit(node, body).await;
+                    // Open loop: arrivals keep their schedule whatever the answer.
+                    let _ = s.submit(node, body).await;
                     drop(permit);
                 });
             }
@@ -698,8 +708,12 @@ async fn run_async(args: &BenchArgs) -> anyhow::Result<BenchReport> {
             workers.push(tokio::spawn(async move {
                 while Instant::now() < end {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    s.submit((n % count) as usize, document(run_id, n, triples, format))
+                    let retry = s
+                        .submit((n % count) as usize, document(run_id, n, triples, format))
                         .await;
+                    if let Some(wait) = retry {
+                        tokio::time::sleep_until((Instant::now() + wait).min(end).into()).await;
+                    }
                 }
             }));
         }

@@ -125,28 +125,27 @@ impl Block {
         key: &Keypair,
         genesis_hash: &Hash,
     ) -> Self {
+        Self::draft(parent, slot, transactions, governance).seal(timestamp_ms, key, genesis_hash)
+    }
+
+    /// Assembles a block's body and Merkle roots without sealing it: a proposer reads the
+    /// clock for the header timestamp once the body is ready, so the timestamp is the moment
+    /// of the seal however long a large body took to assemble.
+    pub fn draft(
+        parent: &BlockHeader,
+        slot: u64,
+        transactions: Vec<Transaction>,
+        governance: Vec<GovernanceItem>,
+    ) -> BlockDraft {
         let ids: Vec<Hash> = transactions.iter().map(Transaction::id).collect();
-        let gov_root = (!governance.is_empty()).then(|| gov_root(&governance));
-        let header = BlockHeader {
-            version: if gov_root.is_some() {
-                GOVERNANCE_HEADER_VERSION
-            } else {
-                HEADER_VERSION
-            },
+        BlockDraft {
             height: parent.height + 1,
             parent_hash: parent.hash(),
             slot,
-            timestamp_ms,
-            proposer: key.public(),
             tx_root: merkle_root(&ids),
-            gov_root,
-        };
-        let signature = key.sign(&header.seal_message(genesis_hash).0);
-        Self {
-            header,
+            gov_root: (!governance.is_empty()).then(|| gov_root(&governance)),
             transactions,
             governance,
-            signature,
         }
     }
 
@@ -180,6 +179,45 @@ impl Block {
                 .sum::<usize>()
             + governance
             + 64
+    }
+}
+
+/// A block assembled but not yet sealed ([`Block::draft`]).
+#[derive(Debug, Clone)]
+pub struct BlockDraft {
+    height: u64,
+    parent_hash: Hash,
+    slot: u64,
+    tx_root: Hash,
+    gov_root: Option<Hash>,
+    transactions: Vec<Transaction>,
+    governance: Vec<GovernanceItem>,
+}
+
+impl BlockDraft {
+    /// Completes the header with `timestamp_ms` and signs it.
+    pub fn seal(self, timestamp_ms: u64, key: &Keypair, genesis_hash: &Hash) -> Block {
+        let header = BlockHeader {
+            version: if self.gov_root.is_some() {
+                GOVERNANCE_HEADER_VERSION
+            } else {
+                HEADER_VERSION
+            },
+            height: self.height,
+            parent_hash: self.parent_hash,
+            slot: self.slot,
+            timestamp_ms,
+            proposer: key.public(),
+            tx_root: self.tx_root,
+            gov_root: self.gov_root,
+        };
+        let signature = key.sign(&header.seal_message(genesis_hash).0);
+        Block {
+            header,
+            transactions: self.transactions,
+            governance: self.governance,
+            signature,
+        }
     }
 }
 

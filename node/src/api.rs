@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth;
-use crate::chain::{ChainHandle, Clock, PendingTx, Snapshot, SubmitError};
+use crate::chain::{ChainHandle, Clock, PendingTx, Snapshot};
 use crate::governance::{AuthoritiesView, GovernanceRequest, GovernanceSubmitError, action_parts};
 use crate::metrics::{HttpLabels, Metrics, RouteLabel};
 
@@ -55,6 +55,8 @@ pub struct AppState {
 pub struct ApiError {
     status: StatusCode,
     body: Value,
+    /// `Retry-After` seconds, for refusals that pass.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -62,8 +64,19 @@ impl ApiError {
         Self {
             status,
             body: json!({ "error": message.into() }),
+            retry_after: None,
         }
     }
+
+    /// A submission refused for now (full pool, shutting down): 503 with
+    /// `Retry-After: 1`, about one block interval, when the next block has made room.
+    fn busy(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+
     fn with(mut self, key: &str, value: Value) -> Self {
         if let Some(o) = self.body.as_object_mut() {
             o.insert(key.into(), value);
@@ -74,7 +87,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut r = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        r
     }
 }
 
@@ -563,6 +581,13 @@ async fn submit(
             ),
         ));
     }
+    // While the pool is full, refused before the RDF is parsed and signed: under overload the
+    // work saved goes to the blocks already accepted. (Malformed requests above still get
+    // their 4xx.)
+    if let Some(e) = s.chain.snapshot().refusing {
+        s.metrics.pool_full.inc();
+        return Err(ApiError::busy(e.to_string()));
+    }
     let body = TxBody {
         format,
         data,
@@ -603,10 +628,11 @@ async fn submit(
         ));
     }
     let id = tx.id();
-    s.chain.submit(id, tx).await.map_err(|e| match e {
-        SubmitError::PoolFull(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        SubmitError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    })?;
+    // Every refusal (full pool, shutting down) is temporary: 503.
+    s.chain
+        .submit(id, tx)
+        .await
+        .map_err(|e| ApiError::busy(e.to_string()))?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({

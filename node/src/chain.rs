@@ -31,6 +31,7 @@ use crate::governance::{
     AuthoritiesView, Governance, GovernanceAccepted, GovernanceRequest, GovernanceSubmitError,
 };
 use crate::metrics::Metrics;
+use crate::pending::PendingWriter;
 use crate::pool::{Pool, PoolError};
 
 /// Commands queued to the chain task. Bounded so a flood of API calls pushes back on clients.
@@ -118,6 +119,9 @@ pub struct Snapshot {
     /// When the chain task last published (its clock, unix ms): it does so at least every
     /// 100 ms while it runs, so an old value means the task is stuck.
     pub updated_ms: u64,
+    /// Why client submissions are refused right now (a full pool), if they are: the API
+    /// answers 503 before parsing anything.
+    pub refusing: Option<SubmitError>,
 }
 
 /// Status of a transaction not yet final.
@@ -131,7 +135,7 @@ pub enum PendingTx {
     },
 }
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum SubmitError {
     #[error("the transaction pool is full ({0} transactions); retry later")]
     PoolFull(usize),
@@ -372,6 +376,8 @@ pub struct Chain {
     held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
     evidence: std::collections::VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
+    /// Writes the pending store in the background, in order.
+    pending: PendingWriter,
     /// Set while a sync batch imports: finality runs once at the end of the batch.
     defer_finality: bool,
     /// Set when storage failed: the task stops and the node exits with an error.
@@ -412,6 +418,7 @@ impl Chain {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let genesis_hash = cfg.genesis.hash();
         let (tx_checks, tx_checked) = mpsc::channel(MAX_TX_CHECKS);
+        let pending = PendingWriter::spawn(store.clone())?;
         let mut chain = Self {
             tx_checks,
             tx_checked: Some(tx_checked),
@@ -439,6 +446,7 @@ impl Chain {
             held: BTreeMap::new(),
             evidence: std::collections::VecDeque::new(),
             last_sealed_slot: 0,
+            pending,
             defer_finality: false,
             fatal: None,
             metrics,
@@ -595,6 +603,7 @@ impl Chain {
         }
         forwarder.abort();
         self.flush_tx_gossip();
+        tokio::task::block_in_place(|| self.pending.sync());
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
         }
@@ -614,6 +623,7 @@ impl Chain {
             peer_best_height: self.peers.values().copied().max().unwrap_or(0),
             sole_authority: self.sole_authority,
             updated_ms: self.cfg.clock.now_ms(),
+            refusing: self.refusal(),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
@@ -724,6 +734,12 @@ impl Chain {
                 let _ = reply.send(self.submit_governance(request));
             }
         }
+    }
+
+    /// Why a client submission would be refused now (a full pool), published for the API.
+    fn refusal(&self) -> Option<SubmitError> {
+        (self.pool.len() + self.included.len() >= self.cfg.max_pool_size)
+            .then_some(SubmitError::PoolFull(self.cfg.max_pool_size))
     }
 
     /// Admits a transaction whose envelope and RDF were already checked.
@@ -1029,17 +1045,11 @@ impl Chain {
                 .max_block_bytes
                 .saturating_sub(1024 + governance_bytes),
         );
+        let draft = Block::draft(&best, slot, txs, items);
+        // The timestamp is the moment of the seal, read once the body is assembled.
         let start = slot_start_ms(slot, self.interval_ms());
-        let timestamp = now.clamp(start, start + self.interval_ms() - 1);
-        let block = Block::seal_with_governance(
-            &best,
-            slot,
-            timestamp,
-            txs,
-            items,
-            &self.cfg.keypair,
-            &self.genesis_hash,
-        );
+        let timestamp = self.now_ms().clamp(start, start + self.interval_ms() - 1);
+        let block = draft.seal(timestamp, &self.cfg.keypair, &self.genesis_hash);
         // Queued straight to the network task: a spawned publish would wait for this task to
         // finish importing the block (tens of milliseconds for 1 MiB) before it ran.
         self.p2p.queue_block(&block);
@@ -1198,7 +1208,7 @@ impl Chain {
             Err(ForkError::Known(_)) => return Err(ImportError::Known),
             Err(ForkError::UnknownParent(p)) => return Err(ImportError::Orphan(p)),
         }
-        self.store.put_pending(&block)?;
+        self.pending.put(&block);
         if origin == Origin::Gossip {
             let delay = self.now_ms().saturating_sub(block.header.timestamp_ms);
             self.metrics
@@ -1414,7 +1424,7 @@ impl Chain {
             .triples_stored
             .set(self.store.triple_count() as i64);
         for b in &blocks {
-            let _ = self.store.remove_pending(&b.hash());
+            self.pending.remove(b.hash());
             for id in b.tx_ids() {
                 self.included.remove(&id);
                 self.checked.remove(&id);
@@ -1422,7 +1432,7 @@ impl Chain {
             }
         }
         for h in &finalized.pruned {
-            let _ = self.store.remove_pending(h);
+            self.pending.remove(*h);
             if let Some(b) = self.bodies.remove(h) {
                 for tx in b.transactions {
                     let id = tx.id();

@@ -22,6 +22,7 @@ pub mod explorer;
 pub mod governance;
 pub mod keys;
 pub mod metrics;
+pub mod pending;
 pub mod pool;
 pub mod sync;
 

@@ -737,7 +737,7 @@ async fn request_flood_is_absorbed_with_bounded_memory() {
         let base = node.http.clone();
         handles.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let mut seen: Vec<(usize, u16, String)> = Vec::new();
+            let mut seen: Vec<(usize, u16, Option<String>, String)> = Vec::new();
             for i in 0..PER_CLIENT {
                 let kind = (c + i) % 6;
                 let req = match kind {
@@ -758,10 +758,15 @@ async fn request_flood_is_absorbed_with_bounded_memory() {
                 match req.send().await {
                     Ok(r) => {
                         let status = r.status().as_u16();
+                        let retry_after = r
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
                         let text = r.text().await.unwrap_or_default();
-                        seen.push((kind, status, text));
+                        seen.push((kind, status, retry_after, text));
                     }
-                    Err(e) => seen.push((kind, 0, e.to_string())),
+                    Err(e) => seen.push((kind, 0, None, e.to_string())),
                 }
             }
             seen
@@ -770,7 +775,7 @@ async fn request_flood_is_absorbed_with_bounded_memory() {
     let mut total = 0;
     let mut by_status = std::collections::BTreeMap::new();
     for h in handles {
-        for (kind, status, text) in h.await.expect("client task") {
+        for (kind, status, retry_after, text) in h.await.expect("client task") {
             total += 1;
             *by_status.entry(status).or_insert(0u32) += 1;
             let ok = match kind {
@@ -779,6 +784,14 @@ async fn request_flood_is_absorbed_with_bounded_memory() {
                 _ => status == 200,
             };
             assert!(ok, "request kind {kind} answered {status}: {text}");
+            if status == 503 {
+                // A full pool: says so, and when to try again.
+                assert!(
+                    text.contains("pool is full"),
+                    "503 without its reason: {text}"
+                );
+                assert_eq!(retry_after.as_deref(), Some("1"), "503 without Retry-After");
+            }
             if status >= 400 {
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 assert!(
@@ -790,6 +803,10 @@ async fn request_flood_is_absorbed_with_bounded_memory() {
     }
     let took = started.elapsed();
     assert_eq!(total, CLIENTS * PER_CLIENT);
+    assert!(
+        by_status.get(&503).is_some_and(|n| *n > 0),
+        "the flood never met the pool bound: {by_status:?}"
+    );
     // Let the pool drain, then compare memory.
     wait_for("pool drained", Duration::from_secs(60), || async {
         (node.status().await["pending_transactions"] == 0).then_some(())

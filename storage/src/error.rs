@@ -59,6 +59,12 @@ impl StorageError {
     }
 }
 
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Sled(sled::Error::Io(e))
+    }
+}
+
 /// Failures of a SPARQL query. [`SparqlError::Parse`] is the client's fault (HTTP 400);
 /// `Timeout` and `TooManyRows` mean the query needs narrowing (HTTP 400/503 at the node's
 /// choice); `Internal` is ours (HTTP 500).
