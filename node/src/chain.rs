@@ -120,7 +120,7 @@ pub struct Snapshot {
     /// 100 ms while it runs, so an old value means the task is stuck.
     pub updated_ms: u64,
     /// Why client submissions are refused right now (a full pool), if they are: the API
-    /// answers 503 before parsing anything.
+    /// answers 503 without parsing and signing the RDF.
     pub refusing: Option<SubmitError>,
 }
 
@@ -693,7 +693,7 @@ impl Chain {
                         Ok(()) => outcome.imported += 1,
                         Err(ImportError::Known) => outcome.known += 1,
                         Err(e) => {
-                            self.count_rejection(&e);
+                            self.count_rejection(&e, Some(from));
                             debug!(peer = %from, error = %e, "sync import stopped");
                             outcome.failed = true;
                             let fault =
@@ -736,9 +736,16 @@ impl Chain {
         }
     }
 
+    /// Transactions in non-final blocks are held in memory until finality too: they count
+    /// against the pool bound, so a node whose finality stalls answers 503 instead of
+    /// growing without limit.
+    fn pool_full(&self) -> bool {
+        self.pool.len() + self.included.len() >= self.cfg.max_pool_size
+    }
+
     /// Why a client submission would be refused now (a full pool), published for the API.
     fn refusal(&self) -> Option<SubmitError> {
-        (self.pool.len() + self.included.len() >= self.cfg.max_pool_size)
+        self.pool_full()
             .then_some(SubmitError::PoolFull(self.cfg.max_pool_size))
     }
 
@@ -750,10 +757,7 @@ impl Chain {
         {
             return Err(PoolError::Duplicate);
         }
-        // Transactions in non-final blocks are held in memory until finality too: they count
-        // against the pool bound, so a node whose finality stalls answers 503 instead of
-        // growing without limit.
-        if self.pool.len() + self.included.len() >= self.cfg.max_pool_size {
+        if self.pool_full() {
             return Err(PoolError::Full);
         }
         self.pool.insert(id, tx)?;
@@ -856,12 +860,7 @@ impl Chain {
                             ImportError::Storage(_) => Verdict::Ignore,
                             _ => Verdict::Reject,
                         };
-                        let future =
-                            matches!(e, ImportError::Invalid(BlockError::FutureSlot { .. }));
-                        if v == Verdict::Reject || future {
-                            warn!(peer = %from, error = %e, "rejected block");
-                        }
-                        self.count_rejection(&e);
+                        self.count_rejection(&e, Some(from));
                         v
                     }
                 };
@@ -991,11 +990,29 @@ impl Chain {
         self.report(batch.message_id, verdict);
     }
 
-    fn count_rejection(&self, e: &ImportError) {
+    /// Counts a block this node refused (by reason) and logs it, whichever path it came by
+    /// (gossip, a held block released, an orphan whose parent arrived, sync). Routine
+    /// outcomes while blocks race — known, orphan, stale, early (held) — and storage errors
+    /// (reported where they happen) are not logged.
+    fn count_rejection(&self, e: &ImportError, from: Option<PeerId>) {
         match e {
             ImportError::Known => {}
             ImportError::Equivocation(_) => {}
             e => self.metrics.reject_block(e.reason()),
+        }
+        let routine = matches!(
+            e,
+            ImportError::Known
+                | ImportError::Orphan(_)
+                | ImportError::Stale(_)
+                | ImportError::Invalid(BlockError::Early { .. })
+                | ImportError::Storage(_)
+        );
+        if !routine {
+            match from {
+                Some(peer) => warn!(%peer, error = %e, "rejected block"),
+                None => warn!(error = %e, "rejected block"),
+            }
         }
     }
 
@@ -1078,7 +1095,7 @@ impl Chain {
         for k in ready {
             for (block, from) in self.held.remove(&k).unwrap_or_default() {
                 if let Err(e) = self.import(block, Origin::Gossip, from) {
-                    self.count_rejection(&e);
+                    self.count_rejection(&e, from);
                 }
             }
         }
@@ -1105,7 +1122,7 @@ impl Chain {
             if first.take().is_some() {
                 result = r;
             } else if let Err(e) = r {
-                self.count_rejection(&e);
+                self.count_rejection(&e, from);
             }
         }
         result
