@@ -374,3 +374,54 @@ fn verify_passes_on_a_clean_db_and_names_a_corrupted_block() {
     .to_owned();
     assert!(line.contains("no database"), "{line}");
 }
+
+/// `provchain bench` against a real dev node whose pool is tiny: every accepted transaction
+/// is seen final, the full pool answers 503, and closed-loop workers wait what the 503's
+/// `Retry-After` says instead of re-sending at once (each worker meets at most one 503 per
+/// second).
+#[test]
+fn bench_measures_a_dev_node_and_backs_off_on_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeProc::dev(
+        &dir.path().join("dev"),
+        &[("PROVCHAIN_CONSENSUS__MAX_POOL_SIZE", "20")],
+    );
+    const WORKERS: u64 = 8;
+    let v = cli(&[
+        "bench",
+        "--node",
+        node.url.as_str(),
+        "--concurrency",
+        &WORKERS.to_string(),
+        "--duration",
+        "3s",
+        "--drain",
+        "20s",
+        "--json",
+    ])
+    .json();
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
+    assert!(n("accepted") > 0, "{v}");
+    assert_eq!(
+        n("final_txs"),
+        n("accepted"),
+        "every accepted tx seen final: {v}"
+    );
+    assert_eq!(n("not_final"), 0, "{v}");
+    assert_eq!(n("errors") + n("rejected_other"), 0, "{v}");
+    assert!(
+        n("rejected_503") > 0,
+        "a 20-transaction pool never filled: {v}"
+    );
+    let window = v["duration_s"].as_f64().expect("duration_s");
+    let most = WORKERS * (window.ceil() as u64 + 1);
+    assert!(
+        n("rejected_503") <= most,
+        "workers re-sent after 503 without waiting: {} refusals, at most {most} expected: {v}",
+        n("rejected_503")
+    );
+    assert!(
+        v["latency_s"]["p50"].as_f64().is_some_and(|p| p > 0.0),
+        "{v}"
+    );
+}
