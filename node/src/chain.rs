@@ -314,6 +314,20 @@ pub enum ImportError {
 }
 
 impl ImportError {
+    /// Normal while blocks race (known, orphan, stale, early: held) or a local storage
+    /// problem (reported where it happens): neither logged as a rejection nor the sender's
+    /// fault.
+    fn is_routine(&self) -> bool {
+        matches!(
+            self,
+            Self::Known
+                | Self::Orphan(_)
+                | Self::Stale(_)
+                | Self::Invalid(BlockError::Early { .. })
+                | Self::Storage(_)
+        )
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             Self::Known => "known",
@@ -848,17 +862,14 @@ impl Chain {
                         Verdict::Accept
                     }
                     Err(e) => {
-                        let v = match &e {
-                            ImportError::Known | ImportError::Orphan(_) | ImportError::Stale(_) => {
-                                Verdict::Ignore
-                            }
-                            // A slot ahead of our clock: either side's clock may be wrong,
-                            // so it is counted and reported (`future_slot`), not penalised.
-                            ImportError::Invalid(
-                                BlockError::Early { .. } | BlockError::FutureSlot { .. },
-                            ) => Verdict::Ignore,
-                            ImportError::Storage(_) => Verdict::Ignore,
-                            _ => Verdict::Reject,
+                        // A slot ahead of our clock: either side's clock may be wrong, so
+                        // it is counted and reported (`future_slot`), not penalised.
+                        let future =
+                            matches!(e, ImportError::Invalid(BlockError::FutureSlot { .. }));
+                        let v = if e.is_routine() || future {
+                            Verdict::Ignore
+                        } else {
+                            Verdict::Reject
                         };
                         self.count_rejection(&e, Some(from));
                         v
@@ -990,25 +1001,16 @@ impl Chain {
         self.report(batch.message_id, verdict);
     }
 
-    /// Counts a block this node refused (by reason) and logs it, whichever path it came by
-    /// (gossip, a held block released, an orphan whose parent arrived, sync). Routine
-    /// outcomes while blocks race — known, orphan, stale, early (held) — and storage errors
-    /// (reported where they happen) are not logged.
+    /// Counts a block this node refused (by reason) and logs it unless routine
+    /// ([`ImportError::is_routine`]), whichever path it came by (gossip, a held block
+    /// released, an orphan whose parent arrived, sync).
     fn count_rejection(&self, e: &ImportError, from: Option<PeerId>) {
         match e {
             ImportError::Known => {}
             ImportError::Equivocation(_) => {}
             e => self.metrics.reject_block(e.reason()),
         }
-        let routine = matches!(
-            e,
-            ImportError::Known
-                | ImportError::Orphan(_)
-                | ImportError::Stale(_)
-                | ImportError::Invalid(BlockError::Early { .. })
-                | ImportError::Storage(_)
-        );
-        if !routine {
+        if !e.is_routine() {
             match from {
                 Some(peer) => warn!(%peer, error = %e, "rejected block"),
                 None => warn!(error = %e, "rejected block"),
