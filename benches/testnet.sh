@@ -147,6 +147,16 @@ histogram() { # metric-name
     }'
 }
 
+# How gossiped compact blocks became full blocks, summed over the nodes.
+compact_outcomes() {
+  for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
+    awk '$1 ~ /^provchain_compact_blocks_total/ {
+           match($1, /outcome="[^"]+"/); c[substr($1, RSTART + 9, RLENGTH - 10)] += $2
+         }
+         END { printf "compact blocks: %d rebuilt at once, %d after waiting for transactions, %d fetched by sync\n",
+               c["complete"], c["filled"], c["fetched"] }'
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
@@ -160,6 +170,7 @@ case "${1:-}" in
     histogram provchain_block_arrival_seconds
     histogram provchain_block_import_seconds
     histogram provchain_block_commit_seconds
+    compact_outcomes
     for i in 1 2 3; do
       echo "node$i: $(grep VmRSS "/proc/$(cat "$dir/node$i.pid")/status" | tr -s ' ')"
     done
@@ -176,6 +187,7 @@ case "${1:-}" in
     done
     histogram provchain_block_propagation_seconds
     histogram provchain_block_arrival_seconds
+    compact_outcomes
     # Samples per bucket bound (cumulative), summed over the nodes.
     for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
       awk '$1 ~ /^provchain_block_propagation_seconds_bucket/ {

@@ -137,13 +137,14 @@ impl Block {
         transactions: Vec<Transaction>,
         governance: Vec<GovernanceItem>,
     ) -> BlockDraft {
-        let ids: Vec<Hash> = transactions.iter().map(Transaction::id).collect();
+        let tx_ids: Vec<Hash> = transactions.iter().map(Transaction::id).collect();
         BlockDraft {
             height: parent.height + 1,
             parent_hash: parent.hash(),
             slot,
-            tx_root: merkle_root(&ids),
+            tx_root: merkle_root(&tx_ids),
             gov_root: (!governance.is_empty()).then(|| gov_root(&governance)),
+            tx_ids,
             transactions,
             governance,
         }
@@ -190,11 +191,17 @@ pub struct BlockDraft {
     slot: u64,
     tx_root: Hash,
     gov_root: Option<Hash>,
+    tx_ids: Vec<Hash>,
     transactions: Vec<Transaction>,
     governance: Vec<GovernanceItem>,
 }
 
 impl BlockDraft {
+    /// The ids of the draft's transactions, in block order (computed for the Merkle root).
+    pub fn tx_ids(&self) -> &[Hash] {
+        &self.tx_ids
+    }
+
     /// Completes the header with `timestamp_ms` and signs it.
     pub fn seal(self, timestamp_ms: u64, key: &Keypair, genesis_hash: &Hash) -> Block {
         let header = BlockHeader {
@@ -219,6 +226,148 @@ impl BlockDraft {
             signature,
         }
     }
+}
+
+/// A block with its transactions replaced by their ids: what a slot leader gossips, since its
+/// peers already hold nearly every transaction of the block in their pools (they were gossiped
+/// when admitted). The transactions the leader admitted just before sealing, which its peers
+/// may still be checking, travel in full (`prefilled`). A receiver rebuilds the block from
+/// those and its pool ([`CompactBlock::into_block`]) and validates it like any other; one that
+/// lacks transactions waits for them or fetches the full block by sync. The ids commit to the
+/// header's `tx_root`, so a compact block whose ids do not match its header is refused before
+/// anything is looked up; a prefilled transaction that is not the one its id names makes the
+/// rebuilt block fail the same check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactBlock {
+    pub header: BlockHeader,
+    pub tx_ids: Vec<Hash>,
+    /// Transactions carried in full, by position in the block (strictly increasing).
+    pub prefilled: Vec<(u32, Transaction)>,
+    pub governance: Vec<GovernanceItem>,
+    pub signature: Signature,
+}
+
+impl CompactBlock {
+    /// `block` in compact form, carrying the transactions at positions `prefill` (ascending)
+    /// in full; `tx_ids` must be the ids of its transactions, in order
+    /// ([`BlockDraft::tx_ids`]).
+    pub fn of(block: &Block, tx_ids: Vec<Hash>, prefill: &[usize]) -> Self {
+        debug_assert_eq!(tx_ids.len(), block.transactions.len());
+        Self {
+            header: block.header.clone(),
+            tx_ids,
+            prefilled: prefill
+                .iter()
+                .filter_map(|&i| Some((i as u32, block.transactions.get(i)?.clone())))
+                .collect(),
+            governance: block.governance.clone(),
+            signature: block.signature,
+        }
+    }
+
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    /// Whether the ids are the ones the header's `tx_root` commits to.
+    pub fn ids_match_header(&self) -> bool {
+        merkle_root(&self.tx_ids) == self.header.tx_root
+    }
+
+    pub fn verify_seal(&self, genesis_hash: &Hash) -> bool {
+        self.header
+            .proposer
+            .verify(&self.header.seal_message(genesis_hash).0, &self.signature)
+    }
+
+    /// The full block, given its transactions in the order of [`Self::tx_ids`].
+    pub fn into_block(self, transactions: Vec<Transaction>) -> Block {
+        Block {
+            header: self.header,
+            transactions,
+            governance: self.governance,
+            signature: self.signature,
+        }
+    }
+}
+
+impl Encode for CompactBlock {
+    fn encode_to(&self, w: &mut Writer) {
+        self.header.encode_to(w);
+        w.u32(self.tx_ids.len() as u32);
+        for id in &self.tx_ids {
+            w.fixed(&id.0);
+        }
+        w.u32(self.prefilled.len() as u32);
+        for (index, tx) in &self.prefilled {
+            w.u32(*index);
+            w.bytes(&tx.encode());
+        }
+        encode_governance(&self.header, &self.governance, w);
+        w.fixed(&self.signature.0);
+    }
+}
+
+impl Decode for CompactBlock {
+    fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let header = BlockHeader::decode_from(r)?;
+        let n = r.count_fitting("block transaction ids", MAX_BLOCK_TXS, 32)?;
+        let mut tx_ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            tx_ids.push(Hash(r.fixed()?));
+        }
+        let what = "prefilled transactions";
+        // A position, a length prefix and a transaction's fixed fields each.
+        let m = r.count_fitting(what, n, 8 + 100)?;
+        let mut prefilled = Vec::with_capacity(m);
+        for _ in 0..m {
+            let index = r.u32()?;
+            // Positions strictly increase and stay inside the block: one encoding per value.
+            let after_last = prefilled.last().is_none_or(|(last, _)| index > *last);
+            if index as usize >= n || !after_last {
+                return Err(DecodeError::OutOfOrder {
+                    what: "prefilled transaction position",
+                    index: u64::from(index),
+                });
+            }
+            let bytes = r.bytes("transaction", crate::tx::MAX_TX_DATA + 1024)?;
+            prefilled.push((index, Transaction::decode(bytes)?));
+        }
+        let governance = decode_governance(&header, r)?;
+        let signature = Signature(r.fixed()?);
+        Ok(Self {
+            header,
+            tx_ids,
+            prefilled,
+            governance,
+            signature,
+        })
+    }
+}
+
+fn encode_governance(header: &BlockHeader, items: &[GovernanceItem], w: &mut Writer) {
+    if header.version >= GOVERNANCE_HEADER_VERSION {
+        w.u32(items.len() as u32);
+        for item in items {
+            item.encode_to(w);
+        }
+    }
+}
+
+fn decode_governance(
+    header: &BlockHeader,
+    r: &mut Reader<'_>,
+) -> Result<Vec<GovernanceItem>, DecodeError> {
+    let mut governance = Vec::new();
+    if header.version >= GOVERNANCE_HEADER_VERSION {
+        // Every item is at least a vote's size.
+        let n = r.count_fitting("governance items", MAX_ITEMS_PER_BLOCK, MIN_ITEM_LEN)?;
+        governance.reserve(n);
+        for _ in 0..n {
+            governance.push(GovernanceItem::decode_from(r)?);
+        }
+    }
+    Ok(governance)
 }
 
 /// The bytes governance items add to a block: the header's `gov_root`, the item count and the
@@ -246,12 +395,7 @@ impl Encode for Block {
             // Length-prefixed so a reader can skip or bound each transaction.
             w.bytes(&tx.encode());
         }
-        if self.header.version >= GOVERNANCE_HEADER_VERSION {
-            w.u32(self.governance.len() as u32);
-            for item in &self.governance {
-                item.encode_to(w);
-            }
-        }
+        encode_governance(&self.header, &self.governance, w);
         w.fixed(&self.signature.0);
     }
 }
@@ -259,35 +403,14 @@ impl Encode for Block {
 impl Decode for Block {
     fn decode_from(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let header = BlockHeader::decode_from(r)?;
-        let n = r.count("block transactions", MAX_BLOCK_TXS)?;
-        // Every transaction needs at least its fixed fields; refuse counts the input cannot hold
-        // before allocating for them.
-        if n.saturating_mul(4 + 100) > r.remaining() {
-            return Err(DecodeError::Truncated {
-                offset: 0,
-                needed: n * 104 - r.remaining(),
-            });
-        }
+        // Every transaction needs its length prefix and at least its fixed fields.
+        let n = r.count_fitting("block transactions", MAX_BLOCK_TXS, 4 + 100)?;
         let mut transactions = Vec::with_capacity(n);
         for _ in 0..n {
             let bytes = r.bytes("transaction", crate::tx::MAX_TX_DATA + 1024)?;
             transactions.push(Transaction::decode(bytes)?);
         }
-        let mut governance = Vec::new();
-        if header.version >= GOVERNANCE_HEADER_VERSION {
-            let n = r.count("governance items", MAX_ITEMS_PER_BLOCK)?;
-            // Every item is at least a vote's size; refuse counts the input cannot hold.
-            if n.saturating_mul(MIN_ITEM_LEN) > r.remaining() {
-                return Err(DecodeError::Truncated {
-                    offset: 0,
-                    needed: n * MIN_ITEM_LEN - r.remaining(),
-                });
-            }
-            governance.reserve(n);
-            for _ in 0..n {
-                governance.push(GovernanceItem::decode_from(r)?);
-            }
-        }
+        let governance = decode_governance(&header, r)?;
         let signature = Signature(r.fixed()?);
         Ok(Self {
             header,

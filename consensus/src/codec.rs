@@ -28,6 +28,8 @@ pub enum DecodeError {
     TrailingBytes(usize),
     #[error("{what} is empty")]
     Empty { what: &'static str },
+    #[error("{what} {index} is out of order or out of range")]
+    OutOfOrder { what: &'static str, index: u64 },
 }
 
 /// Appends canonical encodings to a buffer.
@@ -151,6 +153,24 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         if n > max {
             return Err(DecodeError::TooLong { what, len: n, max });
+        }
+        Ok(n)
+    }
+    /// A count prefix of items at least `min_len` bytes each: refuses counts above `max`, and
+    /// counts the remaining input cannot hold, before anyone allocates for them.
+    pub fn count_fitting(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        min_len: usize,
+    ) -> Result<usize, DecodeError> {
+        let n = self.count(what, max)?;
+        let need = n.saturating_mul(min_len);
+        if need > self.remaining() {
+            return Err(DecodeError::Truncated {
+                offset: self.pos,
+                needed: need - self.remaining(),
+            });
         }
         Ok(n)
     }

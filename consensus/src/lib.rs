@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod tx;
 pub mod validate;
 
-pub use block::{Block, BlockDraft, BlockHeader};
+pub use block::{Block, BlockDraft, BlockHeader, CompactBlock};
 pub use codec::{Decode, DecodeError, Encode};
 pub use crypto::{Hash, Keypair, PublicKey, Signature};
 pub use forktree::{Equivocation, Finalized, ForkError, ForkTree, Route, SlotRegistry};
@@ -36,6 +36,7 @@ pub use proof::{Claim, InclusionProof, ProofError};
 pub use schedule::{finality_threshold, leader, slot_at, slot_start_ms};
 pub use tx::{RdfFormat, Transaction, TxBody, TxError};
 pub use validate::{
-    BlockError, Limits, ValidationContext, validate_block, validate_block_with, validate_body,
-    validate_body_with, validate_header, verify_tx_signatures,
+    BlockError, Limits, ValidationContext, validate_block, validate_block_with,
+    validate_block_with_ids, validate_body, validate_body_with, validate_header,
+    verify_tx_signatures,
 };

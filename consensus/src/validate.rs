@@ -208,11 +208,25 @@ pub fn validate_block_with(
     ctx: &ValidationContext<'_>,
     verified: impl Fn(&Hash) -> bool,
 ) -> Result<Vec<Hash>, BlockError> {
+    validate_block_with_ids(block, parent, ctx, verified, None)
+}
+
+/// [`validate_block_with`] given the block's transaction ids, when the caller already holds
+/// them (a block rebuilt from a node's pool, whose keys are the ids): `ids`, if given, must be
+/// the ids of `block.transactions`, in order — the caller vouches for that; every rule is still
+/// checked against them (`tx_root`, duplicates, signatures).
+pub fn validate_block_with_ids(
+    block: &Block,
+    parent: &BlockHeader,
+    ctx: &ValidationContext<'_>,
+    verified: impl Fn(&Hash) -> bool,
+    ids: Option<Vec<Hash>>,
+) -> Result<Vec<Hash>, BlockError> {
     validate_header(&block.header, parent, ctx)?;
     if !block.verify_seal(&ctx.genesis_hash) {
         return Err(BlockError::BadSignature);
     }
-    validate_body_with(block, ctx, verified)
+    validate_body_inner(block, ctx, verified, ids)
 }
 
 /// Limits, `tx_root`, duplicates and transaction envelopes.
@@ -226,6 +240,15 @@ pub fn validate_body_with(
     block: &Block,
     ctx: &ValidationContext<'_>,
     verified: impl Fn(&Hash) -> bool,
+) -> Result<Vec<Hash>, BlockError> {
+    validate_body_inner(block, ctx, verified, None)
+}
+
+fn validate_body_inner(
+    block: &Block,
+    ctx: &ValidationContext<'_>,
+    verified: impl Fn(&Hash) -> bool,
+    ids: Option<Vec<Hash>>,
 ) -> Result<Vec<Hash>, BlockError> {
     let count = block.transactions.len();
     if count > ctx.limits.max_block_txs {
@@ -241,7 +264,10 @@ pub fn validate_body_with(
             max: ctx.limits.max_block_bytes,
         });
     }
-    let ids = block.tx_ids();
+    let ids = match ids {
+        Some(ids) if ids.len() == count => ids,
+        _ => block.tx_ids(),
+    };
     if merkle_root(&ids) != block.header.tx_root {
         return Err(BlockError::TxRootMismatch);
     }

@@ -70,6 +70,19 @@ fn a_valid_block_passes() {
         vec![net.tx("<a> <b> <c> ."), net.tx("<a> <b> <d> .")],
     );
     assert_eq!(validate_block(&b, &g, &net.ctx(10_500)), Ok(()));
+    // Ids the caller already holds are used as given, and still checked against the header.
+    let ctx = net.ctx(10_500);
+    let ids = b.tx_ids();
+    assert_eq!(
+        validate_block_with_ids(&b, &g, &ctx, |_| false, Some(ids.clone())),
+        Ok(ids.clone())
+    );
+    let mut swapped = ids;
+    swapped.reverse();
+    assert_eq!(
+        validate_block_with_ids(&b, &g, &ctx, |_| false, Some(swapped)),
+        Err(BlockError::TxRootMismatch)
+    );
 }
 
 #[test]
@@ -349,6 +362,69 @@ fn truncated_and_oversized_inputs_are_errors() {
     ));
 }
 
+#[test]
+fn compact_blocks_round_trip_and_rebuild_the_block() {
+    let net = Net::new(3);
+    let g = net.genesis.block().header;
+    let txs = vec![net.tx("<a> <b> \"é\" ."), net.tx("<a> <b> <c> .")];
+    let b = net.block(&g, 10, txs.clone());
+    let c = CompactBlock::of(&b, b.tx_ids(), &[]);
+    assert_eq!(c.hash(), b.hash());
+    assert!(c.ids_match_header());
+    assert!(c.verify_seal(&net.gh()));
+    let bytes = c.encode();
+    // The ids replace the transactions: 32 bytes each instead of the whole envelope.
+    assert!(bytes.len() < b.encoded_len());
+    assert_eq!(CompactBlock::decode(&bytes).as_ref(), Ok(&c));
+    assert_eq!(c.clone().into_block(txs.clone()), b);
+    // Transactions carried in full keep their positions.
+    let p = CompactBlock::of(&b, b.tx_ids(), &[1]);
+    assert_eq!(p.prefilled, vec![(1, txs[1].clone())]);
+    let pbytes = p.encode();
+    assert_eq!(CompactBlock::decode(&pbytes).as_ref(), Ok(&p));
+    for cut in 0..pbytes.len() {
+        assert!(CompactBlock::decode(&pbytes[..cut]).is_err());
+    }
+    // Positions out of range or not increasing have no encoding.
+    for bad in [
+        vec![(2u32, txs[0].clone())],
+        vec![(1, txs[0].clone()), (0, txs[1].clone())],
+    ] {
+        let q = CompactBlock {
+            prefilled: bad,
+            ..p.clone()
+        };
+        assert!(matches!(
+            CompactBlock::decode(&q.encode()),
+            Err(DecodeError::OutOfOrder { .. })
+        ));
+    }
+    // Ids that are not the header's, in another order or with one missing, are caught
+    // before any lookup.
+    let mut swapped = c.clone();
+    swapped.tx_ids.reverse();
+    assert!(!swapped.ids_match_header());
+    let mut short = c.clone();
+    short.tx_ids.pop();
+    assert!(!short.ids_match_header());
+    let mut forged = c.clone();
+    forged.header.timestamp_ms += 1;
+    assert!(!forged.verify_seal(&net.gh()));
+    for cut in 0..bytes.len() {
+        assert!(
+            CompactBlock::decode(&bytes[..cut]).is_err(),
+            "prefix of {cut} bytes decoded"
+        );
+    }
+    // A count of ids beyond what the input holds is refused before allocating.
+    let mut many = g.encode();
+    many.extend_from_slice(&50_000u32.to_le_bytes());
+    assert!(matches!(
+        CompactBlock::decode(&many),
+        Err(DecodeError::Truncated { .. })
+    ));
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
@@ -360,6 +436,7 @@ mod prop {
             let _ = Transaction::decode(&bytes);
             let _ = Genesis::decode(&bytes);
             let _ = BlockHeader::decode(&bytes);
+            let _ = CompactBlock::decode(&bytes);
         }
 
         #[test]

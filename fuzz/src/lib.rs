@@ -5,7 +5,7 @@
 //! | `consensus_block` | `Block` / `BlockHeader` encoding | canonical round trip, `encoded_len`, validation on a fixed network |
 //! | `consensus_tx` | `Transaction` encoding | canonical round trip, `encoded_len`, envelope validation |
 //! | `consensus_genesis` | `Genesis` encoding | canonical round trip, genesis block |
-//! | `wire_gossip` | gossip payloads (version byte + block, transaction or transaction batch) | canonical round trip |
+//! | `wire_gossip` | gossip payloads (version byte + block, compact block, transaction or transaction batch) | canonical round trip |
 //! | `wire_sync` | sync request / response bodies and length-prefixed frames | canonical round trip |
 //! | `rdf_turtle`, `rdf_ntriples`, `rdf_nquads` | transaction RDF, as `POST /api/transactions` parses it | store term codec round trip; N-Triples rendering re-parses |
 //! | `config_toml` | a TOML config file through the node's figment path, peer addresses, PSK files | accepted configs survive `--dump-config` and reload |
@@ -117,11 +117,20 @@ pub fn consensus_genesis(data: &[u8]) {
 }
 
 pub fn wire_gossip(data: &[u8]) {
-    if let Ok(b) = wire::decode_block(data) {
-        assert!(
-            wire::encode_gossip(&b) == data,
-            "gossip block not canonical"
-        );
+    match wire::decode_block(data) {
+        Ok(wire::GossipBlock::Full(b)) => {
+            assert!(
+                wire::encode_gossip(&b) == data,
+                "gossip block not canonical"
+            );
+        }
+        Ok(wire::GossipBlock::Compact(b)) => {
+            assert!(
+                wire::encode_compact_block(&b) == data,
+                "compact block not canonical"
+            );
+        }
+        Err(_) => {}
     }
     if let Ok(txs) = wire::decode_txs(data) {
         // Version 1 carries one transaction, version 2 a batch.

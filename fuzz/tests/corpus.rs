@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use provchain_consensus::codec::Writer;
 use provchain_consensus::{
-    Block, Encode, Genesis, GovernanceAction, Keypair, Proposal, RdfFormat, Transaction, TxBody,
-    Vote,
+    Block, CompactBlock, Encode, Genesis, GovernanceAction, Keypair, Proposal, RdfFormat,
+    Transaction, TxBody, Vote,
 };
 
 type Target = fn(&[u8]);
@@ -190,6 +190,16 @@ fn write_seeds() {
     batch.bytes(&t2.encode());
     batch.bytes(&t1.encode());
     write("wire_gossip", "tx-batch", &batch.into_vec());
+    // Compact blocks: version 3, the header, the transaction ids, (governance,) the seal.
+    let compact = |b: &Block, prefill: &[usize]| {
+        let mut w = Writer::default();
+        w.u8(3);
+        CompactBlock::of(b, b.tx_ids(), prefill).encode_to(&mut w);
+        w.into_vec()
+    };
+    write("wire_gossip", "compact-block", &compact(&full, &[]));
+    write("wire_gossip", "compact-prefilled", &compact(&full, &[0, 2]));
+    write("wire_gossip", "compact-governance", &compact(&governed, &[0]));
 
     // Sync request bodies: version, genesis hash, query.
     let mut status_req = vec![1u8];

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use provchain_consensus::{
-    Applied, AuthorityHistory, Block, BlockError, BlockHeader, ForkError, ForkTree, Genesis, Hash,
-    Keypair, Limits, PublicKey, SlotRegistry, Transaction, ValidationContext, finality_threshold,
-    leader, slot_at, slot_start_ms, validate_block_with, verify_tx_signatures,
+    Applied, AuthorityHistory, Block, BlockError, BlockHeader, CompactBlock, ForkError, ForkTree,
+    Genesis, Hash, Keypair, Limits, PublicKey, SlotRegistry, Transaction, ValidationContext,
+    finality_threshold, leader, slot_at, slot_start_ms, validate_block_with_ids,
+    verify_tx_signatures,
 };
 use provchain_p2p::{ChainStatus, MessageId, P2pEvent, P2pHandle, PeerId, Verdict};
 use provchain_storage::{StorageError, Store, rdf};
@@ -33,6 +34,7 @@ use crate::governance::{
 use crate::metrics::Metrics;
 use crate::pending::PendingWriter;
 use crate::pool::{Pool, PoolError};
+use crate::sync::Wakeup;
 
 /// Commands queued to the chain task. Bounded so a flood of API calls pushes back on clients.
 pub const COMMAND_QUEUE: usize = 1024;
@@ -52,16 +54,49 @@ const TX_GOSSIP_BATCH: usize = 512;
 /// ...or this many bytes (a larger single transaction travels alone).
 const TX_GOSSIP_BATCH_BYTES: usize = 512 * 1024;
 /// Gossiped transaction batches whose signatures and RDF are being checked off the chain task
-/// at once. A batch arriving beyond this is ignored (not forwarded, not penalised): the node
-/// is saturated, and the transactions still reach it in their blocks.
+/// at once; further batches wait in a backlog, checked in arrival order.
 const MAX_TX_CHECKS: usize = 4;
+/// Bounds of that backlog (batches, and bytes of their transactions). A batch arriving beyond
+/// them is ignored (not forwarded, not penalised, counted as `node_busy`): the node is
+/// saturated, and the transactions still reach it in their blocks, fetched in full.
+const MAX_TX_CHECK_BACKLOG: usize = 256;
+const MAX_TX_CHECK_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// Compact blocks kept waiting for transactions still in flight; a compact block arriving
+/// beyond this is fetched at once.
+const MAX_WAITING_BLOCKS: usize = 16;
+/// How long a compact block waits for its missing transactions (a gossiped batch still being
+/// checked, usually a few milliseconds) before the node fetches the full block.
+const COMPACT_WAIT: Duration = Duration::from_millis(400);
+
+/// A slot leader sends in full, inside its compact block, the transactions it admitted this
+/// recently: its peers are likely still checking the gossip batch that carried them (a few
+/// milliseconds under load), and the block would wait for that check.
+const PREFILL_WINDOW: Duration = Duration::from_millis(30);
+
+/// A gossiped compact block whose transactions are not all in the pool yet.
+struct WaitingBlock {
+    compact: CompactBlock,
+    /// The block's transactions, in order, as far as they are known.
+    txs: Vec<Option<Transaction>>,
+    missing: usize,
+    from: PeerId,
+    message_id: MessageId,
+    received: Instant,
+    deadline: Instant,
+}
 
 /// A gossiped batch after its checks, on its way back to the chain task for admission.
 struct CheckedBatch {
     from: PeerId,
     message_id: MessageId,
+    /// Every transaction id of the batch (valid or not), no longer in flight.
+    ids: Vec<Hash>,
     checked: Checked,
 }
+
+/// A gossiped batch waiting for a check slot: its sender, message and new transactions.
+type Unchecked = (PeerId, MessageId, Vec<(Hash, Transaction)>);
 
 /// What the checks of a gossiped batch found.
 struct Checked {
@@ -384,10 +419,24 @@ pub struct Chain {
     tx_checks: mpsc::Sender<CheckedBatch>,
     tx_checked: Option<mpsc::Receiver<CheckedBatch>>,
     tx_checks_running: usize,
+    /// Gossiped batches waiting for a check slot, and their transactions' encoded bytes.
+    tx_check_backlog: std::collections::VecDeque<Unchecked>,
+    tx_check_backlog_bytes: usize,
     slots: SlotRegistry,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
     orphan_count: usize,
     held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
+    /// Compact blocks waiting for transactions, by block hash ([`Chain::on_compact_block`]).
+    waiting: HashMap<Hash, WaitingBlock>,
+    /// Missing transaction id → the waiting blocks and positions it fills.
+    wanted: HashMap<Hash, Vec<(Hash, usize)>>,
+    /// The transaction ids of the block about to be imported, when it was rebuilt from a
+    /// compact block (its pool transactions are keyed by them): validation need not hash
+    /// every transaction again.
+    rebuilt_ids: Option<(Hash, Vec<Hash>)>,
+    /// Ids of gossiped transactions being checked on a blocking thread: a compact block
+    /// missing one of them waits for it; one missing anything else is fetched at once.
+    in_flight: HashSet<Hash>,
     evidence: std::collections::VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
     /// Writes the pending store in the background, in order.
@@ -401,7 +450,7 @@ pub struct Chain {
     snapshot: watch::Sender<Snapshot>,
     /// Connected peers and the best height each last reported (status or gossip).
     peers: HashMap<PeerId, u64>,
-    sync_wakeup: mpsc::Sender<PeerId>,
+    sync_wakeup: mpsc::Sender<Wakeup>,
 }
 
 impl Chain {
@@ -412,7 +461,7 @@ impl Chain {
         store: Store,
         metrics: Arc<Metrics>,
         p2p: P2pHandle,
-        sync_wakeup: mpsc::Sender<PeerId>,
+        sync_wakeup: mpsc::Sender<Wakeup>,
     ) -> Result<(Self, ChainHandle, mpsc::Receiver<Command>), StorageError> {
         let final_head = store.final_head()?;
         let mut tree = ForkTree::new(final_head);
@@ -437,6 +486,8 @@ impl Chain {
             tx_checks,
             tx_checked: Some(tx_checked),
             tx_checks_running: 0,
+            tx_check_backlog: std::collections::VecDeque::new(),
+            tx_check_backlog_bytes: 0,
             pool: Pool::new(cfg.max_pool_size),
             permitted: cfg.genesis.authorities.clone(),
             authority_updates: watch::channel(cfg.genesis.authorities.clone()).0,
@@ -458,6 +509,10 @@ impl Chain {
             orphans: HashMap::new(),
             orphan_count: 0,
             held: BTreeMap::new(),
+            waiting: HashMap::new(),
+            wanted: HashMap::new(),
+            rebuilt_ids: None,
+            in_flight: HashSet::new(),
             evidence: std::collections::VecDeque::new(),
             last_sealed_slot: 0,
             pending,
@@ -607,7 +662,10 @@ impl Chain {
                 _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
                 _ = tokio::time::sleep_until(gossip_due.unwrap_or_else(Instant::now).into()),
                     if gossip_due.is_some() => self.flush_tx_gossip(),
-                _ = housekeeping.tick() => self.release_held(),
+                _ = housekeeping.tick() => {
+                    self.release_held();
+                    self.expire_waiting();
+                }
             }
             self.publish_snapshot();
             if let Some(reason) = &self.fatal {
@@ -653,6 +711,9 @@ impl Chain {
                 let out = match res {
                     Ok(()) | Err(PoolError::Duplicate) => {
                         if res.is_ok() {
+                            if !self.wanted.is_empty() && self.fill_wanted(&id, &tx) {
+                                self.release_filled();
+                            }
                             self.metrics.transactions_submitted.inc();
                             self.queue_tx_gossip(tx);
                         }
@@ -817,7 +878,7 @@ impl Chain {
             P2pEvent::PeerConnected { peer, is_authority } => {
                 debug!(%peer, is_authority, "peer connected");
                 self.peers.entry(peer).or_insert(0);
-                let _ = self.sync_wakeup.try_send(peer);
+                let _ = self.sync_wakeup.try_send(Wakeup::Peer(peer));
             }
             P2pEvent::PeerDisconnected { peer } => {
                 self.peers.remove(&peer);
@@ -844,39 +905,13 @@ impl Chain {
                 message_id,
                 block,
                 received,
-            } => {
-                self.observe_clock(&block, received);
-                let arrived = self
-                    .now_ms()
-                    .saturating_sub(received.elapsed().as_millis() as u64);
-                self.metrics
-                    .block_arrival_seconds
-                    .observe(arrived.saturating_sub(block.header.timestamp_ms) as f64 / 1000.0);
-                let height = block.header.height;
-                let verdict = match self.import(*block, Origin::Gossip, Some(from)) {
-                    Ok(()) => {
-                        // Only a block that passed validation says how far the peer is.
-                        if let Some(h) = self.peers.get_mut(&from) {
-                            *h = (*h).max(height);
-                        }
-                        Verdict::Accept
-                    }
-                    Err(e) => {
-                        // A slot ahead of our clock: either side's clock may be wrong, so
-                        // it is counted and reported (`future_slot`), not penalised.
-                        let future =
-                            matches!(e, ImportError::Invalid(BlockError::FutureSlot { .. }));
-                        let v = if e.is_routine() || future {
-                            Verdict::Ignore
-                        } else {
-                            Verdict::Reject
-                        };
-                        self.count_rejection(&e, Some(from));
-                        v
-                    }
-                };
-                self.report(message_id, verdict);
-            }
+            } => self.on_gossip_block(from, message_id, *block, received),
+            P2pEvent::CompactBlockReceived {
+                from,
+                message_id,
+                block,
+                received,
+            } => self.on_compact_block(from, message_id, *block, received),
             P2pEvent::TxsReceived {
                 from,
                 message_id,
@@ -896,6 +931,246 @@ impl Chain {
                 let _ = reply.send(self.serve_blocks(from_height, max.min(SYNC_BATCH)));
             }
         }
+    }
+
+    /// Imports a gossiped block (full, or rebuilt from a compact one) and reports the verdict.
+    fn on_gossip_block(
+        &mut self,
+        from: PeerId,
+        message_id: MessageId,
+        block: Block,
+        received: Instant,
+    ) {
+        self.observe_clock(&block, received);
+        let arrived = self
+            .now_ms()
+            .saturating_sub(received.elapsed().as_millis() as u64);
+        self.metrics
+            .block_arrival_seconds
+            .observe(arrived.saturating_sub(block.header.timestamp_ms) as f64 / 1000.0);
+        let height = block.header.height;
+        let verdict = match self.import(block, Origin::Gossip, Some(from)) {
+            Ok(()) => {
+                // Only a block that passed validation says how far the peer is.
+                if let Some(h) = self.peers.get_mut(&from) {
+                    *h = (*h).max(height);
+                }
+                Verdict::Accept
+            }
+            Err(e) => {
+                // A slot ahead of our clock: either side's clock may be wrong, so
+                // it is counted and reported (`future_slot`), not penalised.
+                let future = matches!(e, ImportError::Invalid(BlockError::FutureSlot { .. }));
+                let v = if e.is_routine() || future {
+                    Verdict::Ignore
+                } else {
+                    Verdict::Reject
+                };
+                self.count_rejection(&e, Some(from));
+                v
+            }
+        };
+        self.report(message_id, verdict);
+    }
+
+    /// A compact block: rebuilt from the transactions it carries and the pool when every
+    /// transaction is there (the common case: they were gossiped before the block). If some
+    /// are missing and all of those are being checked here right now, it is kept until they
+    /// arrive ([`Self::fill_wanted`]) or [`COMPACT_WAIT`] passes; otherwise, or then, the
+    /// full block is fetched from its proposer ([`Self::fetch`]). Ids that do not match the
+    /// header's Merkle root, a seal that does not verify and a carried transaction that is
+    /// not the one its id names are refused before anything is kept.
+    fn on_compact_block(
+        &mut self,
+        from: PeerId,
+        message_id: MessageId,
+        mut compact: CompactBlock,
+        received: Instant,
+    ) {
+        let hash = compact.hash();
+        if self.waiting.contains_key(&hash)
+            || self.tree.contains(&hash)
+            || matches!(self.store.height_of(&hash), Ok(Some(_)))
+        {
+            self.report(message_id, Verdict::Ignore);
+            return;
+        }
+        let refused = if !compact.ids_match_header() {
+            Some(BlockError::TxRootMismatch)
+        } else if !compact.verify_seal(&self.genesis_hash) {
+            Some(BlockError::BadSignature)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            self.count_rejection(&ImportError::Invalid(e), Some(from));
+            self.report(message_id, Verdict::Reject);
+            return;
+        }
+        let mut txs: Vec<Option<Transaction>> = vec![None; compact.tx_ids.len()];
+        for (i, tx) in std::mem::take(&mut compact.prefilled) {
+            // Decoding guarantees the positions are in range.
+            let i = i as usize;
+            if tx.id() != compact.tx_ids[i] {
+                self.count_rejection(
+                    &ImportError::Invalid(BlockError::TxRootMismatch),
+                    Some(from),
+                );
+                self.report(message_id, Verdict::Reject);
+                return;
+            }
+            txs[i] = Some(tx);
+        }
+        for (slot, id) in txs.iter_mut().zip(&compact.tx_ids) {
+            if slot.is_none() {
+                *slot = self.pool.get(id).cloned();
+            }
+        }
+        if txs.iter().any(Option::is_none) && !self.tx_check_backlog.is_empty() {
+            // Gossiped but not checked yet: taken as they are; validation checks their
+            // signatures and RDF like any transaction it has not seen before.
+            let backlog: HashMap<&Hash, &Transaction> = self
+                .tx_check_backlog
+                .iter()
+                .flat_map(|(_, _, txs)| txs.iter().map(|(id, tx)| (id, tx)))
+                .collect();
+            for (slot, id) in txs.iter_mut().zip(&compact.tx_ids) {
+                if slot.is_none() {
+                    *slot = backlog.get(id).map(|tx| (*tx).clone());
+                }
+            }
+        }
+        let missing = txs.iter().filter(|t| t.is_none()).count();
+        if missing == 0 {
+            self.metrics.compact_block("complete");
+            self.rebuilt_ids = Some((hash, std::mem::take(&mut compact.tx_ids)));
+            let block = compact.into_block(txs.into_iter().flatten().collect());
+            self.on_gossip_block(from, message_id, block, received);
+            return;
+        }
+        // Waiting helps only if every missing transaction is being checked here right now.
+        let arriving = compact
+            .tx_ids
+            .iter()
+            .zip(&txs)
+            .all(|(id, tx)| tx.is_some() || self.in_flight.contains(id));
+        if !arriving || self.waiting.len() >= MAX_WAITING_BLOCKS {
+            debug!(peer = %from, height = compact.header.height, missing,
+                "compact block lacks transactions; fetching it");
+            self.metrics.compact_block("fetched");
+            self.fetch(&compact.header, from);
+            self.report(message_id, Verdict::Ignore);
+            return;
+        }
+        for (i, id) in compact.tx_ids.iter().enumerate() {
+            if txs[i].is_none() {
+                self.wanted.entry(*id).or_default().push((hash, i));
+            }
+        }
+        debug!(peer = %from, height = compact.header.height, missing, "compact block waits for transactions");
+        self.waiting.insert(
+            hash,
+            WaitingBlock {
+                compact,
+                txs,
+                missing,
+                from,
+                message_id,
+                received,
+                deadline: Instant::now() + COMPACT_WAIT,
+            },
+        );
+    }
+
+    /// Hands a checked transaction to the waiting compact blocks that lack it; true if any did.
+    fn fill_wanted(&mut self, id: &Hash, tx: &Transaction) -> bool {
+        let Some(slots) = self.wanted.remove(id) else {
+            return false;
+        };
+        for (block, i) in slots {
+            if let Some(w) = self.waiting.get_mut(&block)
+                && w.txs[i].is_none()
+            {
+                w.txs[i] = Some(tx.clone());
+                w.missing -= 1;
+            }
+        }
+        true
+    }
+
+    /// Imports the waiting compact blocks that became complete, parents first.
+    fn release_filled(&mut self) {
+        let mut ready: Vec<(u64, Hash)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.missing == 0)
+            .map(|(h, w)| (w.compact.header.height, *h))
+            .collect();
+        ready.sort_unstable();
+        for (_, hash) in ready {
+            let Some(w) = self.waiting.remove(&hash) else {
+                continue;
+            };
+            self.metrics.compact_block("filled");
+            let mut compact = w.compact;
+            self.rebuilt_ids = Some((hash, std::mem::take(&mut compact.tx_ids)));
+            let block = compact.into_block(w.txs.into_iter().flatten().collect());
+            self.on_gossip_block(w.from, w.message_id, block, w.received);
+        }
+    }
+
+    /// Gives up on compact blocks that waited [`COMPACT_WAIT`]: their sender is asked for
+    /// the full blocks by sync (it validated the block before it forwarded it, so it holds
+    /// it).
+    fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<Hash> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for hash in expired {
+            if let Some(w) = self.drop_waiting(&hash) {
+                debug!(peer = %w.from, height = w.compact.header.height, missing = w.missing,
+                    "compact block incomplete; fetching it");
+                self.fetch(&w.compact.header, w.from);
+            }
+        }
+    }
+
+    /// Asks the sync task for the full block of `header`: from its proposer, which sealed it
+    /// on its best chain, and a chain comparison with the peer that relayed it.
+    fn fetch(&self, header: &BlockHeader, from: PeerId) {
+        if self.tree.contains(&header.hash()) {
+            return;
+        }
+        let _ = self.sync_wakeup.try_send(Wakeup::Block {
+            peer: provchain_p2p::peer_id_of(&header.proposer),
+            height: header.height,
+            hash: header.hash(),
+        });
+        let _ = self.sync_wakeup.try_send(Wakeup::Peer(from));
+    }
+
+    /// Forgets a waiting compact block (it expired, or its block arrived by another path):
+    /// its gossip message is ignored and it counts as fetched.
+    fn drop_waiting(&mut self, hash: &Hash) -> Option<WaitingBlock> {
+        let w = self.waiting.remove(hash)?;
+        for (i, id) in w.compact.tx_ids.iter().enumerate() {
+            if w.txs[i].is_some() {
+                continue;
+            }
+            if let Some(slots) = self.wanted.get_mut(id) {
+                slots.retain(|(b, _)| b != hash);
+                if slots.is_empty() {
+                    self.wanted.remove(id);
+                }
+            }
+        }
+        self.report(w.message_id.clone(), Verdict::Ignore);
+        self.metrics.compact_block("fetched");
+        Some(w)
     }
 
     fn status(&self) -> ChainStatus {
@@ -938,23 +1213,56 @@ impl Chain {
     /// Starts the checks of a gossiped batch (envelope signatures as one ed25519 batch, RDF
     /// well-formedness) on a blocking thread, so blocks and submissions are not kept waiting
     /// behind them; [`Self::on_checked_txs`] admits the result. Transactions already known
-    /// are not checked again.
+    /// are not checked again. While [`MAX_TX_CHECKS`] batches are being checked, the batch
+    /// waits in a bounded backlog: its transactions are what the next compact block is
+    /// rebuilt from, so dropping it would cost a full-block fetch.
     fn on_gossip_txs(&mut self, from: PeerId, message_id: MessageId, txs: Vec<Transaction>) {
-        let fresh: Vec<(Hash, Transaction)> = txs
-            .into_iter()
-            .map(|tx| (tx.id(), tx))
-            .filter(|(id, _)| !self.pool.contains(id) && !self.included.contains_key(id))
-            .collect();
+        let fresh = self.unknown_txs(txs.into_iter().map(|tx| (tx.id(), tx)));
         if fresh.is_empty() {
             self.report(message_id, Verdict::Ignore);
             return;
         }
-        if self.tx_checks_running >= MAX_TX_CHECKS {
+        if self.pool_full() {
+            // They would be refused after the check: not checked at all. Blocks bring them
+            // (a busy leader sends whole blocks, see `on_slot`).
+            self.metrics.pool_full.inc();
+            self.report(message_id, Verdict::Ignore);
+            return;
+        }
+        if self.tx_checks_running < MAX_TX_CHECKS {
+            self.start_tx_check(from, message_id, fresh);
+            return;
+        }
+        let bytes: usize = fresh.iter().map(|(_, tx)| tx.encoded_len()).sum();
+        if self.tx_check_backlog.len() >= MAX_TX_CHECK_BACKLOG
+            || self.tx_check_backlog_bytes + bytes > MAX_TX_CHECK_BACKLOG_BYTES
+        {
             self.metrics.reject_txs("node_busy", fresh.len() as u64);
             self.report(message_id, Verdict::Ignore);
             return;
         }
+        self.tx_check_backlog_bytes += bytes;
+        self.tx_check_backlog.push_back((from, message_id, fresh));
+    }
+
+    /// The transactions neither pooled nor in a non-final block of the best chain.
+    fn unknown_txs(
+        &self,
+        txs: impl Iterator<Item = (Hash, Transaction)>,
+    ) -> Vec<(Hash, Transaction)> {
+        txs.filter(|(id, _)| !self.pool.contains(id) && !self.included.contains_key(id))
+            .collect()
+    }
+
+    fn start_tx_check(
+        &mut self,
+        from: PeerId,
+        message_id: MessageId,
+        fresh: Vec<(Hash, Transaction)>,
+    ) {
         self.tx_checks_running += 1;
+        let ids: Vec<Hash> = fresh.iter().map(|(id, _)| *id).collect();
+        self.in_flight.extend(ids.iter().copied());
         let done = self.tx_checks.clone();
         let genesis_hash = self.genesis_hash;
         let max_tx_bytes = self.cfg.limits.max_tx_bytes;
@@ -963,9 +1271,27 @@ impl Chain {
             let _ = done.blocking_send(CheckedBatch {
                 from,
                 message_id,
+                ids,
                 checked,
             });
         });
+    }
+
+    /// Starts the oldest backlogged batch, if any, in a freed check slot.
+    fn next_tx_check(&mut self) {
+        while let Some((from, message_id, txs)) = self.tx_check_backlog.pop_front() {
+            self.tx_check_backlog_bytes = self
+                .tx_check_backlog_bytes
+                .saturating_sub(txs.iter().map(|(_, tx)| tx.encoded_len()).sum());
+            // Some may have arrived meanwhile (another batch, a block).
+            let fresh = self.unknown_txs(txs.into_iter());
+            if fresh.is_empty() {
+                self.report(message_id, Verdict::Ignore);
+                continue;
+            }
+            self.start_tx_check(from, message_id, fresh);
+            return;
+        }
     }
 
     /// Admits the valid transactions of a checked batch, even from a batch that also held
@@ -973,6 +1299,10 @@ impl Chain {
     /// forwarded). A batch that brought nothing new is ignored.
     fn on_checked_txs(&mut self, batch: CheckedBatch) {
         self.tx_checks_running = self.tx_checks_running.saturating_sub(1);
+        for id in &batch.ids {
+            self.in_flight.remove(id);
+        }
+        self.next_tx_check();
         let checked = batch.checked;
         self.metrics.rdf_documents_parsed.inc_by(checked.parsed);
         let mut invalid = 0;
@@ -981,7 +1311,11 @@ impl Chain {
             invalid += n;
         }
         let mut admitted = 0usize;
+        let mut filled = false;
         for (id, tx) in checked.valid {
+            if !self.wanted.is_empty() {
+                filled |= self.fill_wanted(&id, &tx);
+            }
             match self.admit(id, tx, true) {
                 Ok(()) => admitted += 1,
                 Err(PoolError::Duplicate) => {}
@@ -999,6 +1333,9 @@ impl Chain {
             Verdict::Ignore
         };
         self.report(batch.message_id, verdict);
+        if filled {
+            self.release_filled();
+        }
     }
 
     /// Counts a block this node refused (by reason) and logs it unless routine
@@ -1065,13 +1402,38 @@ impl Chain {
                 .saturating_sub(1024 + governance_bytes),
         );
         let draft = Block::draft(&best, slot, txs, items);
+        let tx_ids = draft.tx_ids().to_vec();
         // The timestamp is the moment of the seal, read once the body is assembled.
         let start = slot_start_ms(slot, self.interval_ms());
         let timestamp = self.now_ms().clamp(start, start + self.interval_ms() - 1);
         let block = draft.seal(timestamp, &self.cfg.keypair, &self.genesis_hash);
+        // Own admissions not yet gossiped go first: peers rebuild the compact block from the
+        // transactions they received before it.
+        self.flush_tx_gossip();
         // Queued straight to the network task: a spawned publish would wait for this task to
-        // finish importing the block (tens of milliseconds for 1 MiB) before it ran.
-        self.p2p.queue_block(&block);
+        // finish importing the block before it ran.
+        // Under heavy load (the pool over half full, gossip waiting to be checked) peers refuse
+        // or have not yet checked much of what this node pooled, and would have to fetch the
+        // block anyway: they get the whole block.
+        let busy = 2 * (self.pool.len() + self.included.len()) >= self.cfg.max_pool_size
+            || !self.tx_check_backlog.is_empty();
+        if block.transactions.is_empty() || busy {
+            self.p2p.queue_block(&block);
+        } else {
+            // What was admitted here just now, peers may still be checking: it travels in full.
+            let recent = Instant::now().checked_sub(PREFILL_WINDOW);
+            let prefill: Vec<usize> = tx_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| match (self.pool.admitted_at(id), recent) {
+                    (Some(at), Some(recent)) => at > recent,
+                    _ => true,
+                })
+                .map(|(i, _)| i)
+                .collect();
+            self.p2p
+                .queue_compact_block(&CompactBlock::of(&block, tx_ids, &prefill));
+        }
         Some(block)
     }
 
@@ -1117,6 +1479,11 @@ impl Chain {
         while let Some((block, origin, from)) = queue.pop() {
             let h = block.hash();
             let r = self.import_one(block, origin, from);
+            if r.is_ok() && !self.waiting.is_empty() {
+                // It came by another path (sync, an orphan's parent) while its compact form
+                // waited for transactions.
+                self.drop_waiting(&h);
+            }
             if let Some(children) = r.is_ok().then(|| self.orphans.remove(&h)).flatten() {
                 self.orphan_count -= children.len();
                 queue.extend(children.into_iter().map(|(b, f)| (b, Origin::Sync, f)));
@@ -1172,8 +1539,12 @@ impl Chain {
             // Transactions this node admitted to its pool were verified then; their signatures
             // are not checked a second time.
             let verified = |id: &Hash| self.checked.contains(id);
+            let known = self
+                .rebuilt_ids
+                .take()
+                .and_then(|(h, ids)| (h == hash).then_some(ids));
             let ids = match tokio::task::block_in_place(|| {
-                validate_block_with(&block, &parent, &ctx, verified)
+                validate_block_with_ids(&block, &parent, &ctx, verified, known)
             }) {
                 Ok(ids) => ids,
                 Err(BlockError::Early {
@@ -1324,7 +1695,7 @@ impl Chain {
             .or_default()
             .push((block, from));
         if let Some(peer) = from {
-            let _ = self.sync_wakeup.try_send(peer);
+            let _ = self.sync_wakeup.try_send(Wakeup::Peer(peer));
         }
     }
 

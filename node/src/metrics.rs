@@ -21,6 +21,11 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: String,
     pub method: String,
@@ -39,6 +44,9 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
     ]
     .into_iter()
 }
+
+/// How a gossiped compact block became a full one (`provchain_compact_blocks_total`).
+const COMPACT_BLOCK_OUTCOMES: &[&str] = &["complete", "filled", "fetched"];
 
 /// Reasons a block is rejected: `BlockError::reason()` plus the chain task's own.
 const BLOCK_REJECT_REASONS: &[&str] = &[
@@ -66,8 +74,8 @@ const BLOCK_REJECT_REASONS: &[&str] = &[
     "invalid_governance",
 ];
 /// Reasons a submitted or gossiped transaction is refused. `node_busy`: gossiped transactions
-/// left unchecked because the node was already checking as many batches as it allows (they
-/// still reach it in their blocks).
+/// left unchecked because the node was already checking as many batches as it allows and its
+/// backlog of batches waiting for a check was full (they still reach it in their blocks).
 const TX_REJECT_REASONS: &[&str] = &[
     "bad_request",
     "empty",
@@ -107,6 +115,7 @@ pub struct Metrics {
     pub block_propagation_seconds: Histogram,
     pub block_arrival_seconds: Histogram,
     pub tx_gossip_batch_size: Histogram,
+    pub compact_blocks: Family<OutcomeLabel, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub sync_blocks_fetched: Counter,
@@ -160,6 +169,7 @@ impl Metrics {
             tx_gossip_batch_size: Histogram::new([
                 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0,
             ]),
+            compact_blocks: Family::default(),
             http_requests: Family::default(),
             http_request_seconds: Family::new_with_constructor(
                 || Histogram::new(seconds_buckets()),
@@ -303,6 +313,13 @@ impl Metrics {
             m.tx_gossip_batch_size.clone(),
         );
         r.register(
+            "compact_blocks",
+            "Gossiped compact blocks by outcome: rebuilt from the pool at once (complete), after \
+             waiting for transactions still in flight (filled), or fetched by sync instead \
+             (fetched); refused ones count as rejected blocks",
+            m.compact_blocks.clone(),
+        );
+        r.register(
             "http_requests",
             "HTTP requests by route, method and status",
             m.http_requests.clone(),
@@ -356,6 +373,11 @@ impl Metrics {
                 reason: (*reason).into(),
             });
         }
+        for outcome in COMPACT_BLOCK_OUTCOMES {
+            let _ = m.compact_blocks.get_or_create(&OutcomeLabel {
+                outcome: (*outcome).into(),
+            });
+        }
         for reason in TX_REJECT_REASONS {
             let _ = m.transactions_rejected.get_or_create(&ReasonLabel {
                 reason: (*reason).into(),
@@ -388,6 +410,14 @@ impl Metrics {
         self.sync_misbehaviour
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn compact_block(&self, outcome: &str) {
+        self.compact_blocks
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
             })
             .inc();
     }

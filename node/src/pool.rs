@@ -4,6 +4,7 @@
 //! rather than growing. Only the chain task touches it.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use provchain_consensus::{Hash, Transaction};
 
@@ -17,7 +18,8 @@ pub enum PoolError {
 pub struct Pool {
     /// Arrival order; may hold ids already removed (skipped lazily, compacted when sparse).
     order: VecDeque<Hash>,
-    txs: HashMap<Hash, Transaction>,
+    /// Each transaction and when it was admitted.
+    txs: HashMap<Hash, (Transaction, Instant)>,
     max: usize,
 }
 
@@ -43,7 +45,12 @@ impl Pool {
     }
 
     pub fn get(&self, id: &Hash) -> Option<&Transaction> {
-        self.txs.get(id)
+        self.txs.get(id).map(|(tx, _)| tx)
+    }
+
+    /// When the transaction was admitted (or returned from a retracted block).
+    pub fn admitted_at(&self, id: &Hash) -> Option<Instant> {
+        self.txs.get(id).map(|(_, at)| *at)
     }
 
     pub fn insert(&mut self, id: Hash, tx: Transaction) -> Result<(), PoolError> {
@@ -53,7 +60,7 @@ impl Pool {
         if self.txs.len() >= self.max {
             return Err(PoolError::Full);
         }
-        self.txs.insert(id, tx);
+        self.txs.insert(id, (tx, Instant::now()));
         self.order.push_back(id);
         Ok(())
     }
@@ -61,13 +68,13 @@ impl Pool {
     /// Returns a transaction (from a retracted block) to the front of the queue. May exceed the
     /// bound briefly: dropping it would lose an accepted transaction.
     pub fn reinsert(&mut self, id: Hash, tx: Transaction) {
-        if self.txs.insert(id, tx).is_none() {
+        if self.txs.insert(id, (tx, Instant::now())).is_none() {
             self.order.push_front(id);
         }
     }
 
     pub fn remove(&mut self, id: &Hash) -> Option<Transaction> {
-        let tx = self.txs.remove(id);
+        let tx = self.txs.remove(id).map(|(tx, _)| tx);
         if self.order.len() > 1024 && self.order.len() > 2 * self.txs.len() {
             let txs = &self.txs;
             self.order.retain(|h| txs.contains_key(h));
@@ -87,7 +94,9 @@ impl Pool {
             if out.len() >= max_count {
                 break;
             }
-            let Some(tx) = self.txs.get(id) else { continue };
+            let Some((tx, _)) = self.txs.get(id) else {
+                continue;
+            };
             if !taken.insert(*id) {
                 continue;
             }

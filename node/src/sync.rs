@@ -1,6 +1,7 @@
 //! The sync task: keeps this node caught up with its peers.
 //!
-//! Woken when a peer connects, when a block with an unknown parent arrives, and every
+//! Woken when a peer connects, when a block with an unknown parent arrives, when a compact
+//! block could not be rebuilt (that one block is fetched from its proposer), and every
 //! [`SYNC_TICK`], it asks peers for their chain status and, when a peer is ahead, fetches the
 //! peer's best chain from our final height in batches of [`SYNC_BATCH`] blocks, handing each
 //! batch to the chain task (which validates every block). Network waits happen here, never in
@@ -33,6 +34,21 @@ pub const WAKEUP_QUEUE: usize = 64;
 /// How long a peer caught lying is not synced from and its claimed height not counted.
 pub const DISCREDIT_FOR: Duration = Duration::from_secs(300);
 
+/// Why the sync task is woken.
+#[derive(Debug, Clone, Copy)]
+pub enum Wakeup {
+    /// Compare chains with this peer and catch up if it is ahead.
+    Peer(PeerId),
+    /// Fetch one block the node knows of (a compact block it could not rebuild) from `peer`,
+    /// whose best chain holds it at `height` (its proposer, which sealed it there). Forks are
+    /// fetched too, where a comparison of best heights would fetch nothing.
+    Block {
+        peer: PeerId,
+        height: u64,
+        hash: provchain_consensus::Hash,
+    },
+}
+
 struct Syncer {
     chain: ChainHandle,
     p2p: P2pHandle,
@@ -44,7 +60,7 @@ pub async fn run(
     chain: ChainHandle,
     p2p: P2pHandle,
     metrics: Arc<Metrics>,
-    mut wakeups: mpsc::Receiver<PeerId>,
+    mut wakeups: mpsc::Receiver<Wakeup>,
     shutdown: CancellationToken,
 ) {
     let mut s = Syncer {
@@ -55,14 +71,30 @@ pub async fn run(
     };
     let mut tick = tokio::time::interval(SYNC_TICK);
     loop {
+        let mut woken = Vec::new();
         let mut targets = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(peer) = wakeups.recv() => vec![peer],
+            Some(w) = wakeups.recv() => { woken.push(w); Vec::new() }
             _ = tick.tick() => s.p2p.peers().await.into_iter().map(|p| p.peer_id).collect(),
         };
-        while let Ok(peer) = wakeups.try_recv() {
-            if !targets.contains(&peer) {
-                targets.push(peer);
+        while let Ok(w) = wakeups.try_recv() {
+            woken.push(w);
+        }
+        for w in woken {
+            match w {
+                Wakeup::Peer(peer) => {
+                    if !targets.contains(&peer) {
+                        targets.push(peer);
+                    }
+                }
+                Wakeup::Block { peer, height, hash } => {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    if !s.fetch_block(peer, height, hash).await && !targets.contains(&peer) {
+                        targets.push(peer);
+                    }
+                }
             }
         }
         for peer in targets {
@@ -83,6 +115,36 @@ impl Syncer {
         self.discredited.insert(peer, Instant::now());
         self.chain.discredit_peer(peer).await;
         self.p2p.penalise(peer, format!("sync: {detail}")).await;
+    }
+
+    /// Fetches the block `hash` at `height` of `peer`'s best chain and imports it; false if
+    /// the peer did not serve it (then a full comparison with the peer follows).
+    async fn fetch_block(
+        &mut self,
+        peer: PeerId,
+        height: u64,
+        hash: provchain_consensus::Hash,
+    ) -> bool {
+        if self.discredited.contains_key(&peer) {
+            return false;
+        }
+        let blocks =
+            match tokio::time::timeout(REQUEST_TIMEOUT, self.p2p.request_blocks(peer, height, 1))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                _ => return false,
+            };
+        let Some(block) = blocks.into_iter().find(|b| b.hash() == hash) else {
+            return false;
+        };
+        let outcome = self.chain.import_synced(vec![block], peer).await;
+        if let Some(reason) = outcome.invalid {
+            let detail = format!("served a block rejected as {reason}");
+            self.misbehaved(peer, "invalid_block", detail).await;
+            return true;
+        }
+        outcome.imported > 0 || outcome.known > 0
     }
 
     async fn sync_with(&mut self, peer: PeerId) {

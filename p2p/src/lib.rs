@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use libp2p::identity;
 use libp2p::multiaddr::Protocol;
-use provchain_consensus::{Block, Hash, Keypair, PublicKey, Transaction};
+use provchain_consensus::{Block, CompactBlock, Hash, Keypair, PublicKey, Transaction};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -364,6 +364,15 @@ pub enum P2pEvent {
         block: Box<Block>,
         /// When the message arrived, before any queueing towards the node: what the node's
         /// clock-offset estimate compares the block's timestamp with.
+        received: std::time::Instant,
+    },
+    /// A gossiped block in compact form: transaction ids instead of transactions. Rebuild it
+    /// from the transactions the node holds (or fetch it by sync), validate it, then
+    /// [`P2pHandle::report`] the verdict.
+    CompactBlockReceived {
+        from: PeerId,
+        message_id: MessageId,
+        block: Box<CompactBlock>,
         received: std::time::Instant,
     },
     /// A gossiped batch of transactions (1..=[`MAX_GOSSIP_BATCH`]); validate them, then

@@ -1223,11 +1223,20 @@ impl Service {
             return;
         }
         let event = if is_blocks {
-            wire::decode_block(&message.data).map(|block| P2pEvent::BlockReceived {
-                from: propagation_source,
-                message_id: msg.clone(),
-                block: Box::new(block),
-                received: std::time::Instant::now(),
+            let received = std::time::Instant::now();
+            wire::decode_block(&message.data).map(|block| match block {
+                wire::GossipBlock::Full(block) => P2pEvent::BlockReceived {
+                    from: propagation_source,
+                    message_id: msg.clone(),
+                    block: Box::new(block),
+                    received,
+                },
+                wire::GossipBlock::Compact(block) => P2pEvent::CompactBlockReceived {
+                    from: propagation_source,
+                    message_id: msg.clone(),
+                    block: Box::new(block),
+                    received,
+                },
             })
         } else if message.topic == self.names.txs.hash() {
             wire::decode_txs(&message.data).map(|txs| P2pEvent::TxsReceived {

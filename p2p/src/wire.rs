@@ -9,7 +9,7 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use provchain_consensus::codec::{Reader, Writer};
-use provchain_consensus::{Block, Decode, DecodeError, Encode, Hash, Transaction};
+use provchain_consensus::{Block, CompactBlock, Decode, DecodeError, Encode, Hash, Transaction};
 
 use crate::{ChainStatus, GOSSIP_VERSION, MAX_GOSSIP_BATCH, MAX_REQUEST_BYTES, MAX_SYNC_BLOCKS};
 
@@ -38,8 +38,33 @@ pub(crate) fn decode_gossip<T: Decode>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(v)
 }
 
-pub(crate) fn decode_block(bytes: &[u8]) -> Result<Block, DecodeError> {
-    decode_gossip(bytes)
+/// Version byte of a block in compact form ([`CompactBlock`]) on the block topic.
+pub(crate) const COMPACT_BLOCK_VERSION: u8 = 3;
+
+pub(crate) fn encode_compact_block(block: &CompactBlock) -> Vec<u8> {
+    let mut w = Writer::with_capacity(256 + 32 * block.tx_ids.len());
+    w.u8(COMPACT_BLOCK_VERSION);
+    block.encode_to(&mut w);
+    w.into_vec()
+}
+
+/// A block-topic payload: a full block (version 1) or a compact one (version 3).
+#[derive(Debug)]
+pub(crate) enum GossipBlock {
+    Full(Block),
+    Compact(CompactBlock),
+}
+
+pub(crate) fn decode_block(bytes: &[u8]) -> Result<GossipBlock, DecodeError> {
+    match bytes.first() {
+        Some(&COMPACT_BLOCK_VERSION) => {
+            let mut r = Reader::new(&bytes[1..]);
+            let block = CompactBlock::decode_from(&mut r)?;
+            r.finish()?;
+            Ok(GossipBlock::Compact(block))
+        }
+        _ => decode_gossip(bytes).map(GossipBlock::Full),
+    }
 }
 
 /// Version byte of a transaction batch on the transaction topic. A node gossips the
@@ -70,17 +95,10 @@ pub(crate) fn decode_txs(bytes: &[u8]) -> Result<Vec<Transaction>, DecodeError> 
         }
         TX_BATCH_VERSION => {
             let what = "transaction batch";
-            let n = r.count(what, MAX_GOSSIP_BATCH)?;
+            // Every transaction needs its length prefix and fixed fields.
+            let n = r.count_fitting(what, MAX_GOSSIP_BATCH, 4 + 100)?;
             if n == 0 {
                 return Err(DecodeError::Empty { what });
-            }
-            // Every transaction needs its length prefix and fixed fields: refuse counts the
-            // payload cannot hold before allocating for them.
-            if n.saturating_mul(4 + 100) > r.remaining() {
-                return Err(DecodeError::Truncated {
-                    offset: bytes.len() - r.remaining(),
-                    needed: n * 104 - r.remaining(),
-                });
             }
             let mut txs = Vec::with_capacity(n);
             for _ in 0..n {

@@ -1,0 +1,261 @@
+//! Blocks travel as compact blocks (transaction ids instead of transactions). An in-process
+//! libp2p peer holding the only authority key seals blocks for an observer node and shows each
+//! way the node turns one into a full block: from its pool at once, after the missing
+//! transactions arrive by gossip, or by sync when they never come. Compact blocks whose ids or
+//! seal do not match their header are refused and counted.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
+use provchain_consensus::{Block, CompactBlock, Hash, RdfFormat, Transaction, TxBody};
+use provchain_node::keys::dev_key;
+use provchain_p2p::{ChainStatus, P2pEvent, PeerId};
+
+const LONG: Duration = Duration::from_secs(60);
+const COMPACT: &str = "provchain_compact_blocks_total";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn tx(genesis_hash: &Hash, n: u32) -> Transaction {
+    let key = dev_key(1);
+    Transaction::sign(
+        TxBody {
+            format: RdfFormat::NTriples,
+            data: format!("<http://example.org/batch/{n}> <http://example.org/weight> \"{n}\" ."),
+            submitter: key.public(),
+            client: None,
+            timestamp_ms: now_ms(),
+        },
+        &key,
+        genesis_hash,
+    )
+}
+
+async fn compact_count(node: &NodeProc, outcome: &str) -> f64 {
+    node.metric(&format!("{COMPACT}{{outcome=\"{outcome}\"}}"))
+        .await
+        .unwrap_or(0.0)
+}
+
+/// Seals the next block on `parent` with the only authority's key, in the current slot (or
+/// the next one, waiting for it to begin).
+async fn seal_next(parent: &Block, txs: Vec<Transaction>, genesis_hash: &Hash) -> Block {
+    let mut slot = now_ms() / 1000;
+    if slot <= parent.header.slot {
+        slot = parent.header.slot + 1;
+        tokio::time::sleep(Duration::from_millis(
+            (slot * 1000).saturating_sub(now_ms()),
+        ))
+        .await;
+    }
+    let timestamp = now_ms().clamp(slot * 1000, slot * 1000 + 999);
+    Block::seal(
+        &parent.header,
+        slot,
+        timestamp,
+        txs,
+        &dev_key(1),
+        genesis_hash,
+    )
+}
+
+fn compact(block: &Block) -> CompactBlock {
+    CompactBlock::of(block, block.tx_ids(), &[])
+}
+
+async fn wait_pending(node: &NodeProc, id: &Hash) {
+    let path = format!("/api/transactions/{}", id.to_hex());
+    wait_for(
+        "the gossiped transaction is in the node's pool",
+        LONG,
+        || async {
+            let (code, v) = node.get(&path).await;
+            (code == 200 && v["status"] == "pending").then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compact_blocks_are_rebuilt_from_the_pool_filled_from_gossip_or_fetched_by_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The network's only authority is dev key 1, held by the in-process peer; the node is an
+    // observer (dev key 2) that follows it.
+    // A second in-process peer (dev key 3, allowed) sends one of the hostile messages: an
+    // allowed peer that sent two invalid messages is graylisted, and its third would not be
+    // processed at all.
+    let allowed = vec![dev_peer_id(3)];
+    let mut node = NodeProc::net(
+        dir.path(),
+        &NetNodeSpec {
+            key: 2,
+            authority: false,
+            authorities: 1,
+            peers: &[],
+            allowed: &allowed,
+            extra_toml: "",
+        },
+    );
+    node.wait_healthy().await;
+    let (p2p, mut events, gh) =
+        common::adversary(1, &node, vec![dev_key(1).public(), dev_key(2).public()]).await;
+    let node_peer: PeerId = dev_peer_id(2).parse().expect("peer id");
+    let genesis = p2p
+        .request_blocks(node_peer, 0, 1)
+        .await
+        .expect("genesis block")
+        .pop()
+        .expect("the node serves its genesis block");
+    assert_eq!(genesis.header.height, 0);
+
+    // The peer serves its chain by sync, as an authority does.
+    let served = Arc::new(Mutex::new(vec![genesis.clone()]));
+    let chain = served.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                P2pEvent::StatusRequest { reply, .. } => {
+                    let head = chain.lock().expect("chain").last().cloned().expect("head");
+                    let _ = reply.send(ChainStatus {
+                        genesis_hash: gh,
+                        best_height: head.header.height,
+                        best_hash: head.hash(),
+                        final_height: head.header.height,
+                        final_hash: head.hash(),
+                    });
+                }
+                P2pEvent::BlocksRequest {
+                    from_height,
+                    max,
+                    reply,
+                    ..
+                } => {
+                    let blocks = chain
+                        .lock()
+                        .expect("chain")
+                        .iter()
+                        .filter(|b| b.header.height >= from_height)
+                        .take(max as usize)
+                        .cloned()
+                        .collect();
+                    let _ = reply.send(blocks);
+                }
+                _ => {}
+            }
+        }
+    });
+    let serve = |block: &Block| served.lock().expect("chain").push(block.clone());
+
+    // 1. The transactions were gossiped first: the node rebuilds the block from its pool.
+    let t1 = tx(&gh, 1);
+    p2p.publish_txs(std::slice::from_ref(&t1))
+        .await
+        .expect("publish txs");
+    wait_pending(&node, &t1.id()).await;
+    let b1 = seal_next(&genesis, vec![t1.clone()], &gh).await;
+    p2p.queue_compact_block(&compact(&b1));
+    node.wait_final(&t1.id().to_hex(), LONG).await;
+    assert_eq!(compact_count(&node, "complete").await, 1.0);
+    // Served by sync only from now on, so that sync cannot bring the block instead.
+    serve(&b1);
+
+    // 2. The block comes right behind a large gossip batch of its transactions, while the
+    //    node is still checking it (800 signatures and documents): the node keeps the block
+    //    until the check is done, then imports it.
+    let batch: Vec<Transaction> = (1000..1800).map(|n| tx(&gh, n)).collect();
+    let b2 = seal_next(&b1, batch.clone(), &gh).await;
+    p2p.publish_txs(&batch).await.expect("publish txs");
+    p2p.queue_compact_block(&compact(&b2));
+    node.wait_final(&batch[799].id().to_hex(), LONG).await;
+    assert_eq!(compact_count(&node, "filled").await, 1.0);
+    serve(&b2);
+
+    // 3. The transaction never reaches the node by gossip: it fetches the full block from
+    //    the block's proposer at once (nothing it could wait for is on its way).
+    let t3 = tx(&gh, 3);
+    let b3 = seal_next(&b2, vec![t3.clone()], &gh).await;
+    serve(&b3);
+    p2p.queue_compact_block(&compact(&b3));
+    let v = node.wait_final(&t3.id().to_hex(), LONG).await;
+    assert_eq!(v["block_hash"], b3.hash().to_hex(), "{v}");
+    // Counted when the full block arrives or the wait ends, whichever comes first.
+    wait_for("the compact block counts as fetched", LONG, || async {
+        (compact_count(&node, "fetched").await >= 1.0).then_some(())
+    })
+    .await;
+
+    // 4. One transaction gossiped first, one never gossiped but carried in full (as a leader
+    //    does with what it admitted just before sealing): rebuilt at once.
+    let (t4, t5) = (tx(&gh, 4), tx(&gh, 5));
+    p2p.publish_txs(std::slice::from_ref(&t4))
+        .await
+        .expect("publish txs");
+    wait_pending(&node, &t4.id()).await;
+    let b4 = seal_next(&b3, vec![t4.clone(), t5.clone()], &gh).await;
+    p2p.queue_compact_block(&CompactBlock::of(&b4, b4.tx_ids(), &[1]));
+    node.wait_final(&t5.id().to_hex(), LONG).await;
+    assert_eq!(compact_count(&node, "complete").await, 2.0);
+    serve(&b4);
+    let (_, block) = node.get("/api/blocks/4").await;
+    assert_eq!(block["hash"], b4.hash().to_hex(), "{block}");
+
+    // 5. Hostile compact blocks: ids that are not the ones the header commits to and a seal
+    //    that does not verify, and a transaction carried in full that is not the one its id
+    //    names, are refused before anything is looked up or kept.
+    let (t6, t7) = (tx(&gh, 6), tx(&gh, 7));
+    p2p.publish_txs(&[t6.clone(), t7.clone()])
+        .await
+        .expect("publish txs");
+    wait_pending(&node, &t7.id()).await;
+    let b5 = seal_next(&b4, vec![t6.clone(), t7], &gh).await;
+    let mut swapped = compact(&b5);
+    swapped.tx_ids.reverse();
+    p2p.queue_compact_block(&swapped);
+    let mut forged = compact(&b5);
+    forged.signature.0[0] ^= 0x55;
+    p2p.queue_compact_block(&forged);
+    let rejected = |reason: &'static str, n: f64| {
+        let node = &node;
+        async move {
+            wait_for(
+                &format!("{n} `{reason}` rejections counted"),
+                LONG,
+                || async {
+                    (node
+                        .counter("provchain_blocks_rejected_total", reason)
+                        .await
+                        >= n)
+                        .then_some(())
+                },
+            )
+            .await
+        }
+    };
+    rejected("tx_root", 1.0).await;
+    rejected("bad_signature", 1.0).await;
+    let (other, _other_events, _) =
+        common::adversary(3, &node, vec![dev_key(1).public(), dev_key(2).public()]).await;
+    let mut substituted = compact(&b5);
+    substituted.prefilled = vec![(0, tx(&gh, 99))];
+    other.queue_compact_block(&substituted);
+    rejected("tx_root", 2.0).await;
+    let status = node.status().await;
+    assert_eq!(status["height"], 4, "{status}");
+    assert!(
+        node.get(&format!("/api/transactions/{}", t6.id().to_hex()))
+            .await
+            .1["status"]
+            == "pending",
+        "the genuine transaction stays in the pool"
+    );
+    assert_eq!(compact_count(&node, "complete").await, 2.0);
+    assert_eq!(compact_count(&node, "filled").await, 1.0);
+    assert_eq!(compact_count(&node, "fetched").await, 1.0);
+}
