@@ -419,8 +419,12 @@ async fn recent_blocks(
         .collect();
     let snap = s.chain.snapshot();
     let remaining = limit.saturating_sub(out.len()) as u64;
+    // A block committed between the two reads is listed once, as pending.
+    let below_pending = pending
+        .last()
+        .map_or(u64::MAX, |b| b.header.height.saturating_sub(1));
     if remaining > 0 {
-        let top = snap.final_height;
+        let top = snap.final_height.min(below_pending);
         let from = top.saturating_sub(remaining - 1);
         let store = s.store.clone();
         let blocks = tokio::task::spawn_blocking(move || {

@@ -8,10 +8,12 @@
 //!
 //! Data flow for a block: sealed here or received from a peer → validated by `consensus` (and
 //! its RDF parsed by `storage::rdf`) → inserted into the fork tree and persisted as pending →
-//! fork choice and the finality rule run → newly final blocks are committed to storage in one
-//! atomic, flushed step, and their transactions leave the pool for good.
+//! fork choice and the finality rule run → newly final blocks are handed to the storage writer
+//! thread ([`crate::writer`]), which commits them in one atomic, flushed step while this task
+//! goes on; once it reports the commit they are the final head the API shows, and their
+//! transactions leave memory for good.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,9 +34,9 @@ use crate::governance::{
     AuthoritiesView, Governance, GovernanceAccepted, GovernanceRequest, GovernanceSubmitError,
 };
 use crate::metrics::Metrics;
-use crate::pending::PendingWriter;
 use crate::pool::{Pool, PoolError};
 use crate::sync::Wakeup;
+use crate::writer::{Committed, StoreWriter};
 
 /// Commands queued to the chain task. Bounded so a flood of API calls pushes back on clients.
 pub const COMMAND_QUEUE: usize = 1024;
@@ -61,6 +63,12 @@ const MAX_TX_CHECKS: usize = 4;
 /// saturated, and the transactions still reach it in their blocks, fetched in full.
 const MAX_TX_CHECK_BACKLOG: usize = 256;
 const MAX_TX_CHECK_BACKLOG_BYTES: usize = 16 * 1024 * 1024;
+
+/// Final blocks handed to the storage writer and not yet committed. Normally one block or
+/// two (a commit takes a fraction of a slot); beyond either bound the chain task waits for the
+/// writer, so a disk slower than the chain holds the chain back instead of filling memory.
+const MAX_UNCOMMITTED_BLOCKS: usize = 1024;
+const MAX_UNCOMMITTED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Compact blocks kept waiting for transactions still in flight; a compact block arriving
 /// beyond this is fetched at once.
@@ -420,7 +428,7 @@ pub struct Chain {
     tx_checked: Option<mpsc::Receiver<CheckedBatch>>,
     tx_checks_running: usize,
     /// Gossiped batches waiting for a check slot, and their transactions' encoded bytes.
-    tx_check_backlog: std::collections::VecDeque<Unchecked>,
+    tx_check_backlog: VecDeque<Unchecked>,
     tx_check_backlog_bytes: usize,
     slots: SlotRegistry,
     orphans: HashMap<Hash, Vec<(Block, Option<PeerId>)>>,
@@ -437,10 +445,17 @@ pub struct Chain {
     /// Ids of gossiped transactions being checked on a blocking thread: a compact block
     /// missing one of them waits for it; one missing anything else is fetched at once.
     in_flight: HashSet<Hash>,
-    evidence: std::collections::VecDeque<EquivocationRecord>,
+    evidence: VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
-    /// Writes the pending store in the background, in order.
-    pending: PendingWriter,
+    /// Applies storage writes in the background, in order: pending blocks and final commits.
+    writer: StoreWriter,
+    /// Final blocks handed to the writer and not reported committed yet, lowest first, with
+    /// their encoded sizes. Until then their bodies stay in `bodies` and their transactions
+    /// in `included`: they are known, served to peers and listed, but not final to the API.
+    committing: VecDeque<(Hash, usize)>,
+    committing_bytes: usize,
+    /// The final head storage holds: what the API reports as final.
+    committed: (Hash, BlockHeader),
     /// Set while a sync batch imports: finality runs once at the end of the batch.
     defer_finality: bool,
     /// Set when storage failed: the task stops and the node exits with an error.
@@ -464,6 +479,7 @@ impl Chain {
         sync_wakeup: mpsc::Sender<Wakeup>,
     ) -> Result<(Self, ChainHandle, mpsc::Receiver<Command>), StorageError> {
         let final_head = store.final_head()?;
+        let committed = (final_head.hash(), final_head.clone());
         let mut tree = ForkTree::new(final_head);
         let mut bodies = HashMap::new();
         let mut pending = store.pending_blocks()?;
@@ -481,12 +497,12 @@ impl Chain {
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let genesis_hash = cfg.genesis.hash();
         let (tx_checks, tx_checked) = mpsc::channel(MAX_TX_CHECKS);
-        let pending = PendingWriter::spawn(store.clone())?;
+        let writer = StoreWriter::spawn(store.clone())?;
         let mut chain = Self {
             tx_checks,
             tx_checked: Some(tx_checked),
             tx_checks_running: 0,
-            tx_check_backlog: std::collections::VecDeque::new(),
+            tx_check_backlog: VecDeque::new(),
             tx_check_backlog_bytes: 0,
             pool: Pool::new(cfg.max_pool_size),
             permitted: cfg.genesis.authorities.clone(),
@@ -513,9 +529,12 @@ impl Chain {
             wanted: HashMap::new(),
             rebuilt_ids: None,
             in_flight: HashSet::new(),
-            evidence: std::collections::VecDeque::new(),
+            evidence: VecDeque::new(),
             last_sealed_slot: 0,
-            pending,
+            writer,
+            committing: VecDeque::new(),
+            committing_bytes: 0,
+            committed,
             defer_finality: false,
             fatal: None,
             metrics,
@@ -632,6 +651,7 @@ impl Chain {
         });
         let mut slot_seen = slot_at(self.now_ms(), self.interval_ms());
         let mut tx_checked = self.tx_checked.take().expect("the chain task runs once");
+        let commits_reported = self.writer.reports_ready();
         loop {
             // Level-triggered: every slot that began since the last turn is handled, even if
             // another event won the race against the sleep below (under a steady stream of
@@ -659,6 +679,7 @@ impl Chain {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(ev) = events.recv() => self.on_p2p(ev),
                 Some(batch) = tx_checked.recv() => self.on_checked_txs(batch),
+                _ = commits_reported.notified() => self.drain_committed(),
                 _ = tokio::time::sleep(Duration::from_millis(wait.max(1))) => {}
                 _ = tokio::time::sleep_until(gossip_due.unwrap_or_else(Instant::now).into()),
                     if gossip_due.is_some() => self.flush_tx_gossip(),
@@ -675,7 +696,9 @@ impl Chain {
         }
         forwarder.abort();
         self.flush_tx_gossip();
-        tokio::task::block_in_place(|| self.pending.sync());
+        // Queued commits complete: every block this node called final is on disk.
+        tokio::task::block_in_place(|| self.writer.sync());
+        self.drain_committed();
         if let Err(e) = self.store.flush() {
             warn!(error = %e, "final flush failed");
         }
@@ -684,12 +707,12 @@ impl Chain {
 
     fn publish_snapshot(&mut self) {
         let (best_hash, best) = self.tree.best_head();
-        let (final_hash, fin) = self.tree.final_head();
+        let (final_hash, fin) = &self.committed;
         let snap = Snapshot {
             best_height: best.height,
             best_hash,
             final_height: fin.height,
-            final_hash,
+            final_hash: *final_hash,
             pool_size: self.pool.len(),
             peers: self.peers.len(),
             peer_best_height: self.peers.values().copied().max().unwrap_or(0),
@@ -746,10 +769,11 @@ impl Chain {
             }
             Command::PendingBlocks { reply } => {
                 let mut out: Vec<Block> = self
-                    .tree
-                    .best_chain()
+                    .committing
                     .iter()
-                    .filter_map(|h| self.bodies.get(h).cloned())
+                    .map(|(h, _)| *h)
+                    .chain(self.tree.best_chain())
+                    .filter_map(|h| self.bodies.get(&h).cloned())
                     .collect();
                 out.reverse();
                 let _ = reply.send(out);
@@ -988,10 +1012,7 @@ impl Chain {
         received: Instant,
     ) {
         let hash = compact.hash();
-        if self.waiting.contains_key(&hash)
-            || self.tree.contains(&hash)
-            || matches!(self.store.height_of(&hash), Ok(Some(_)))
-        {
+        if self.waiting.contains_key(&hash) || self.is_known(&hash) {
             self.report(message_id, Verdict::Ignore);
             return;
         }
@@ -1185,26 +1206,30 @@ impl Chain {
         }
     }
 
-    /// Blocks of our best chain from `from` (final ones from storage, then non-final ones).
+    /// Blocks of our best chain from `from`: committed ones from storage, then those still
+    /// being committed, then non-final ones.
     fn serve_blocks(&self, from: u64, max: u32) -> Vec<Block> {
         let max = max as usize;
-        let final_height = self.tree.final_head().1.height;
         let mut out = Vec::new();
-        if from <= final_height {
+        if from <= self.committed.1.height {
             match self.store.blocks_range(from, max) {
                 Ok(blocks) => out = blocks,
                 Err(e) => warn!(error = %e, "cannot serve blocks"),
             }
         }
-        if out.len() < max {
-            let next = from.max(final_height + 1);
-            for hash in self.tree.best_chain() {
-                if out.len() >= max {
-                    break;
-                }
-                if let Some(b) = self.bodies.get(&hash).filter(|b| b.header.height >= next) {
-                    out.push(b.clone());
-                }
+        // Storage may hold a commit this task has not heard of yet: go on after what it gave.
+        let next = out.last().map_or(from, |b| b.header.height + 1);
+        let later = self
+            .committing
+            .iter()
+            .map(|(h, _)| *h)
+            .chain(self.tree.best_chain());
+        for hash in later {
+            if out.len() >= max {
+                break;
+            }
+            if let Some(b) = self.bodies.get(&hash).filter(|b| b.header.height >= next) {
+                out.push(b.clone());
             }
         }
         out
@@ -1505,12 +1530,13 @@ impl Chain {
     ) -> Result<(), ImportError> {
         let started = Instant::now();
         let hash = block.hash();
-        if self.tree.contains(&hash) || matches!(self.store.height_of(&hash), Ok(Some(_))) {
+        if self.is_known(&hash) {
             return Err(ImportError::Known);
         }
         let parent_hash = block.header.parent_hash;
         let Some(parent) = self.tree.header(&parent_hash).cloned() else {
-            if matches!(self.store.height_of(&parent_hash), Ok(Some(_))) {
+            if self.is_known(&parent_hash) {
+                // Known but not in the tree: a final block below the final head.
                 return Err(ImportError::Stale(parent_hash));
             }
             self.keep_orphan(block, from);
@@ -1598,7 +1624,7 @@ impl Chain {
             Err(ForkError::Known(_)) => return Err(ImportError::Known),
             Err(ForkError::UnknownParent(p)) => return Err(ImportError::Orphan(p)),
         }
-        self.pending.put(&block);
+        self.writer.put(&block);
         if origin == Origin::Gossip {
             let delay = self.now_ms().saturating_sub(block.header.timestamp_ms);
             self.metrics
@@ -1670,7 +1696,12 @@ impl Chain {
             let in_ancestor = if on_best {
                 self.included.contains_key(&id)
             } else {
+                // Final blocks being committed are ancestors of every block in the tree.
                 ancestors.contains(&id)
+                    || self
+                        .included
+                        .get(&id)
+                        .is_some_and(|b| self.is_committing(b))
             };
             if in_ancestor {
                 return Err(ImportError::Replayed(id));
@@ -1769,10 +1800,11 @@ impl Chain {
         if finalized.blocks.is_empty() {
             return Ok(());
         }
+        // Bodies stay until the writer reports the commit ([`Self::on_committed`]).
         let blocks: Vec<Block> = finalized
             .blocks
             .iter()
-            .filter_map(|(h, _)| self.bodies.remove(h))
+            .filter_map(|(h, _)| self.bodies.get(h).cloned())
             .collect();
         // Governance first: a final chain that breaks its rules must not reach storage, or the
         // node could not reopen it.
@@ -1784,45 +1816,22 @@ impl Chain {
                 return Err(ImportError::Governance(e.to_string()));
             }
         };
-        let started = Instant::now();
-        let stats = match tokio::task::block_in_place(|| self.store.commit_final(&blocks)) {
-            Ok(s) => s,
-            Err(e) => {
-                // The in-memory chain is now ahead of storage; carrying on would fail every
-                // later commit. Stop, so the supervisor shuts the node down with an error and a
-                // restart resumes from what storage holds.
-                self.fatal = Some(format!("committing final blocks failed: {e}"));
-                return Err(e.into());
-            }
-        };
-        self.metrics
-            .block_commit_seconds
-            .observe(started.elapsed().as_secs_f64());
         self.on_governance_final(&blocks, &applied);
-        // Storage merges its small segments off the chain task; at most one merge runs, and
-        // commits never wait for it.
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.merge_segments() {
-                warn!(error = %e, "storage segment merge failed");
-            }
-        });
-        self.metrics
-            .transactions_final
-            .inc_by(stats.transactions as u64);
-        self.metrics
-            .triples_stored
-            .set(self.store.triple_count() as i64);
+        if let Some(last) = blocks.last() {
+            self.slots.prune_below(last.header.slot.saturating_sub(64));
+        }
         for b in &blocks {
-            self.pending.remove(b.hash());
-            for id in b.tx_ids() {
-                self.included.remove(&id);
-                self.checked.remove(&id);
-                self.pool.remove(&id);
-            }
+            let bytes = b.encoded_len();
+            self.committing.push_back((b.hash(), bytes));
+            self.committing_bytes += bytes;
+        }
+        if !self.writer.commit(blocks) {
+            self.fatal =
+                Some("the storage writer stopped; final blocks cannot be committed".into());
+            return Ok(());
         }
         for h in &finalized.pruned {
-            self.pending.remove(*h);
+            self.writer.remove(*h);
             if let Some(b) = self.bodies.remove(h) {
                 for tx in b.transactions {
                     let id = tx.id();
@@ -1834,16 +1843,93 @@ impl Chain {
                 }
             }
         }
-        if let Some(last) = blocks.last() {
-            self.slots.prune_below(last.header.slot.saturating_sub(64));
-            debug!(
-                height = last.header.height,
-                blocks = blocks.len(),
-                triples = stats.triples,
-                "final"
-            );
+        if self.committing.len() > MAX_UNCOMMITTED_BLOCKS
+            || self.committing_bytes > MAX_UNCOMMITTED_BYTES
+        {
+            // Storage is behind the chain: wait for it rather than hold more in memory.
+            self.metrics.commit_waits.inc();
+            tokio::task::block_in_place(|| self.writer.sync());
+            self.drain_committed();
         }
         Ok(())
+    }
+
+    /// Handles every commit report the writer has ready.
+    fn drain_committed(&mut self) {
+        while let Some(c) = self.writer.try_committed() {
+            self.on_committed(c);
+        }
+    }
+
+    /// Final blocks are durable: they become the API's final head, and their bodies and
+    /// transactions leave memory.
+    fn on_committed(&mut self, c: Committed) {
+        let stats = match c.result {
+            Ok(s) => s,
+            Err(e) => {
+                // The in-memory chain is now ahead of storage; carrying on would fail every
+                // later commit. Stop, so the supervisor shuts the node down with an error and a
+                // restart resumes from what storage holds.
+                if self.fatal.is_none() {
+                    self.fatal = Some(format!("committing final blocks failed: {e}"));
+                }
+                return;
+            }
+        };
+        self.metrics
+            .block_commit_seconds
+            .observe(c.elapsed.as_secs_f64());
+        // Storage merges its small segments off the chain task; at most one merge runs, and
+        // commits never wait for it.
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.merge_segments() {
+                warn!(error = %e, "storage segment merge failed");
+            }
+        });
+        self.metrics.transactions_final.inc_by(stats.transactions);
+        self.metrics
+            .triples_stored
+            .set(self.store.triple_count() as i64);
+        for _ in 0..c.blocks {
+            let Some((hash, bytes)) = self.committing.pop_front() else {
+                break;
+            };
+            self.committing_bytes -= bytes;
+            // Committing removed it from the pending store; this removal catches a pending
+            // write of it that was still queued behind the commit.
+            self.writer.remove(hash);
+            let Some(b) = self.bodies.remove(&hash) else {
+                continue;
+            };
+            for id in b.tx_ids() {
+                self.included.remove(&id);
+                self.checked.remove(&id);
+                self.pool.remove(&id);
+            }
+            self.committed = (hash, b.header);
+        }
+        debug!(
+            height = self.committed.1.height,
+            blocks = c.blocks,
+            triples = stats.triples,
+            "final"
+        );
+    }
+
+    /// A block this node holds: in the tree, being committed, or in storage.
+    fn is_known(&self, hash: &Hash) -> bool {
+        self.tree.contains(hash)
+            || self.bodies.contains_key(hash)
+            || matches!(self.store.height_of(hash), Ok(Some(_)))
+    }
+
+    /// Whether `hash` is a final block handed to the writer and not committed yet (its body
+    /// is kept, at or below the final head).
+    fn is_committing(&self, hash: &Hash) -> bool {
+        self.bodies
+            .get(hash)
+            .is_some_and(|b| b.header.height <= self.tree.final_head().1.height)
     }
 
     /// Logs and counts what newly final governance items changed; when the set in force at the
@@ -1945,11 +2031,6 @@ impl Chain {
             .submit(request, &self.cfg.keypair, &branch, next, nonce)?;
         info!(kind = accepted.kind, proposal = %accepted.proposal, "governance item signed; it goes into this node's next block");
         Ok(accepted)
-    }
-
-    /// The header of the final head (for tests and status).
-    pub fn final_header(&self) -> &BlockHeader {
-        self.tree.final_head().1
     }
 }
 

@@ -22,9 +22,9 @@ pub mod explorer;
 pub mod governance;
 pub mod keys;
 pub mod metrics;
-pub mod pending;
 pub mod pool;
 pub mod sync;
+pub mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -119,6 +119,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub sync_blocks_fetched: Counter,
+    pub commit_waits: Counter,
     pub authority_set_size: Gauge,
     pub governance_open_proposals: Gauge,
     pub governance_scheduled_changes: Gauge,
@@ -175,6 +176,7 @@ impl Metrics {
                 || Histogram::new(seconds_buckets()),
             ),
             sync_blocks_fetched: Counter::default(),
+            commit_waits: Counter::default(),
             authority_set_size: Gauge::default(),
             governance_open_proposals: Gauge::default(),
             governance_scheduled_changes: Gauge::default(),
@@ -290,9 +292,15 @@ impl Metrics {
         );
         r.register_with_unit(
             "block_commit",
-            "Time to commit final blocks to storage",
+            "Time to commit final blocks to storage (on the storage writer thread)",
             Unit::Seconds,
             m.block_commit_seconds.clone(),
+        );
+        r.register(
+            "commit_waits",
+            "Times the chain task waited for the storage writer because too many final blocks \
+             were not committed yet (storage slower than the chain)",
+            m.commit_waits.clone(),
         );
         r.register_with_unit(
             "block_propagation",

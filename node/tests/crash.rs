@@ -213,6 +213,64 @@ async fn verify_finals(node: &NodeProc, ledger: &std::sync::Mutex<Ledger>, when:
     finals.len()
 }
 
+/// For `period`, under the running load: whatever final head `/api/status` reports, storage
+/// holds that block as final when asked right after. Commits run on a writer thread while the
+/// chain moves on, so this fails if the API ever calls final a block still being committed.
+async fn final_head_is_always_on_disk(node: &NodeProc, period: Duration) {
+    let until = Instant::now() + period;
+    // Documents of 1,000 statements: each block's commit takes a while, so the status is
+    // often read while one runs.
+    let heavy = {
+        let (http, client) = (node.http.clone(), reqwest::Client::new());
+        tokio::spawn(async move {
+            for n in 0u64.. {
+                if Instant::now() >= until {
+                    break;
+                }
+                let doc: String = (0..1000)
+                    .map(|i| format!("<http://crash/heavy/{n}/{i}> <http://crash/p> \"{i}\" .\n"))
+                    .collect();
+                let _ = client
+                    .post(format!("{http}/api/transactions"))
+                    .header("Content-Type", "application/n-triples")
+                    .body(doc)
+                    .send()
+                    .await;
+                // Paced: a few per block, not a backlog the rest of the test waits for.
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+        })
+    };
+    let mut heights = std::collections::BTreeSet::new();
+    while Instant::now() < until {
+        let status = node.status().await;
+        verify_final_head(node, &status, "under load").await;
+        heights.insert(status["finalized_height"].as_u64().unwrap_or(0));
+    }
+    let _ = heavy.await;
+    assert!(
+        heights.len() > 2,
+        "the final head hardly moved while it was watched: {heights:?}"
+    );
+}
+
+/// The final head the API reported (`/api/status` before a kill) is a final block on disk.
+async fn verify_final_head(node: &NodeProc, before: &Value, when: &str) {
+    let height = before["finalized_height"]
+        .as_u64()
+        .expect("finalized_height");
+    let (code, block) = node.get(&format!("/api/blocks/{height}")).await;
+    assert_eq!(
+        code, 200,
+        "{when}: reported final height {height} is gone: {block}"
+    );
+    assert_eq!(
+        (&block["hash"], &block["final"]),
+        (&before["finalized_hash"], &Value::Bool(true)),
+        "{when}: the block reported final at height {height} is not the final one on disk"
+    );
+}
+
 async fn sleep_ms(rng: &mut StdRng, lo: u64, hi: u64) -> u64 {
     let d = rng.random_range(lo..=hi);
     tokio::time::sleep(Duration::from_millis(d)).await;
@@ -238,6 +296,7 @@ async fn dev_node_survives_random_kill_9_under_load() {
     let ledger = Arc::new(std::sync::Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = spawn_load(urls, ledger.clone(), stop.clone());
+    final_head_is_always_on_disk(&node, Duration::from_secs(2)).await;
     let started = Instant::now();
     let (mut kills, mut startup_kills) = (0, 0);
     let mut checked = 0;
@@ -251,13 +310,23 @@ async fn dev_node_survives_random_kill_9_under_load() {
             kills += 1;
             startup_kills += 1;
         }
-        // Under load for a random while, then SIGKILL.
+        // Under load for a random while, then SIGKILL right after asking for the final head.
         sleep_ms(&mut rng, 100, 1500).await;
+        // (After a round's kill during startup the node is down already.)
+        let before = if i % 3 == 2 {
+            None
+        } else {
+            Some(node.status().await)
+        };
         node.kill9();
         kills += 1;
         node.restart();
         node.wait_healthy().await;
-        checked = verify_finals(&node, &ledger, &format!("after kill {kills}")).await;
+        let when = format!("after kill {kills}");
+        if let Some(before) = &before {
+            verify_final_head(&node, before, &when).await;
+        }
+        checked = verify_finals(&node, &ledger, &when).await;
     }
     // The chain still moves: one more submission goes final.
     let id = node
