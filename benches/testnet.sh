@@ -153,8 +153,7 @@ compact_outcomes() {
     awk '$1 ~ /^provchain_compact_blocks_total/ {
            match($1, /outcome="[^"]+"/); c[substr($1, RSTART + 9, RLENGTH - 10)] += $2
          }
-         END { printf "compact blocks: %d rebuilt at once, %d after waiting for transactions, %d fetched by sync\n",
-               c["complete"], c["filled"], c["fetched"] }'
+         END { printf "compact blocks: %d rebuilt, %d fetched by sync\n", c["complete"], c["fetched"] }'
 }
 
 case "${1:-}" in

@@ -231,9 +231,9 @@ impl BlockDraft {
 /// A block with its transactions replaced by their ids: what a slot leader gossips, since its
 /// peers already hold nearly every transaction of the block in their pools (they were gossiped
 /// when admitted). The transactions the leader admitted just before sealing, which its peers
-/// may still be checking, travel in full (`prefilled`). A receiver rebuilds the block from
-/// those and its pool ([`CompactBlock::into_block`]) and validates it like any other; one that
-/// lacks transactions waits for them or fetches the full block by sync. The ids commit to the
+/// may not have received yet, travel in full (`prefilled`). A receiver rebuilds the block from
+/// those and the transactions it holds ([`CompactBlock::into_block`]) and validates it like
+/// any other; one that lacks transactions fetches the full block by sync. The ids commit to the
 /// header's `tx_root`, so a compact block whose ids do not match its header is refused before
 /// anything is looked up; a prefilled transaction that is not the one its id names makes the
 /// rebuilt block fail the same check.
@@ -301,7 +301,7 @@ impl Encode for CompactBlock {
         w.u32(self.prefilled.len() as u32);
         for (index, tx) in &self.prefilled {
             w.u32(*index);
-            w.bytes(&tx.encode());
+            tx.encode_prefixed(w);
         }
         encode_governance(&self.header, &self.governance, w);
         w.fixed(&self.signature.0);
@@ -393,10 +393,16 @@ impl Encode for Block {
         w.u32(self.transactions.len() as u32);
         for tx in &self.transactions {
             // Length-prefixed so a reader can skip or bound each transaction.
-            w.bytes(&tx.encode());
+            tx.encode_prefixed(w);
         }
         encode_governance(&self.header, &self.governance, w);
         w.fixed(&self.signature.0);
+    }
+    /// One buffer of the exact size: a block is up to megabytes of transactions.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.encoded_len());
+        self.encode_to(&mut w);
+        w.into_vec()
     }
 }
 

@@ -158,6 +158,18 @@ impl Transaction {
         Ok(())
     }
 
+    /// Appends the encoding with a `u32` length prefix (as blocks and batches carry it),
+    /// without an intermediate buffer.
+    pub fn encode_prefixed(&self, w: &mut Writer) {
+        let len = self.encoded_len();
+        debug_assert!(
+            u32::try_from(len).is_ok(),
+            "transactions are bounded far below 4 GiB"
+        );
+        w.u32(len as u32);
+        self.encode_to(w);
+    }
+
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
         1 + 1
@@ -175,6 +187,12 @@ impl Encode for Transaction {
     fn encode_to(&self, w: &mut Writer) {
         self.body.encode_to(w);
         w.fixed(&self.signature.0);
+    }
+    /// Sized up front: ids hash this encoding wherever a transaction is looked up.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.encoded_len());
+        self.encode_to(&mut w);
+        w.into_vec()
     }
 }
 

@@ -109,10 +109,11 @@ pub struct ConsensusConfig {
     pub key_file: Option<PathBuf>,
     /// Seal blocks with no transactions so finality keeps moving.
     pub empty_blocks: bool,
-    /// Transactions not yet final (waiting for a block, or in a non-final block); submissions
-    /// get 503 beyond this. It bounds the latency of what is accepted under overload: about
-    /// this many transactions divided by the network's throughput (10,000 at ~3,000 tx/s:
-    /// ~3 s of queue), and the memory they take.
+    /// Transactions not yet final (waiting for a block, or in a non-final block): nothing is
+    /// admitted beyond this, which bounds the memory they take. Client submissions get 503
+    /// earlier, once 3/10 of it waits for a block (about one block's worth at the default):
+    /// the rest is kept for transactions gossiped by peers, so under overload every authority
+    /// holds every pending transaction and an accepted one waits about one slot for a block.
     pub max_pool_size: usize,
     /// How far ahead of our clock a block's slot may start and still be accepted.
     pub max_clock_drift_ms: u64,

@@ -46,7 +46,7 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
 }
 
 /// How a gossiped compact block became a full one (`provchain_compact_blocks_total`).
-const COMPACT_BLOCK_OUTCOMES: &[&str] = &["complete", "filled", "fetched"];
+const COMPACT_BLOCK_OUTCOMES: &[&str] = &["complete", "fetched"];
 
 /// Reasons a block is rejected: `BlockError::reason()` plus the chain task's own.
 const BLOCK_REJECT_REASONS: &[&str] = &[
@@ -322,9 +322,9 @@ impl Metrics {
         );
         r.register(
             "compact_blocks",
-            "Gossiped compact blocks by outcome: rebuilt from the pool at once (complete), after \
-             waiting for transactions still in flight (filled), or fetched by sync instead \
-             (fetched); refused ones count as rejected blocks",
+            "Gossiped compact blocks by outcome: rebuilt from the transactions this node holds \
+             (complete) or fetched in full by sync (fetched); refused ones count as rejected \
+             blocks",
             m.compact_blocks.clone(),
         );
         r.register(

@@ -1,7 +1,8 @@
 //! The transaction pool: admitted transactions waiting for a block, in arrival order.
 //!
-//! Bounded by count (`consensus.max_pool_size`); a full pool refuses new submissions (HTTP 503)
-//! rather than growing. Only the chain task touches it.
+//! Bounded by count (`consensus.max_pool_size`, with the transactions of non-final blocks); a
+//! full pool refuses new transactions rather than growing, and client submissions (HTTP 503)
+//! already at the chain task's client share. Only the chain task touches it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;

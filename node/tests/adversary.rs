@@ -71,18 +71,7 @@ async fn lone_authority_and_adversary(
 
 /// A valid N-Triples transaction signed by the adversary's key.
 fn adversary_tx(genesis_hash: &Hash, data: String) -> Transaction {
-    let key = dev_key(ADVERSARY_KEY);
-    Transaction::sign(
-        TxBody {
-            format: RdfFormat::NTriples,
-            data,
-            submitter: key.public(),
-            client: None,
-            timestamp_ms: now_ms(),
-        },
-        &key,
-        genesis_hash,
-    )
+    common::signed_tx(ADVERSARY_KEY, genesis_hash, data)
 }
 
 const BLOCKS_REJECTED: &str = "provchain_blocks_rejected_total";

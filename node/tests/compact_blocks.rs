@@ -1,8 +1,8 @@
 //! Blocks travel as compact blocks (transaction ids instead of transactions). An in-process
 //! libp2p peer holding the only authority key seals blocks for an observer node and shows each
-//! way the node turns one into a full block: from its pool at once, after the missing
-//! transactions arrive by gossip, or by sync when they never come. Compact blocks whose ids or
-//! seal do not match their header are refused and counted.
+//! way the node turns one into a full block: from its pool, from transactions it is still
+//! checking, from transactions the block carries, or by sync when it lacks some. Compact
+//! blocks whose ids or seal do not match their header are refused and counted.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
-use provchain_consensus::{Block, CompactBlock, Hash, RdfFormat, Transaction, TxBody};
+use provchain_consensus::{Block, CompactBlock, Hash, Transaction};
 use provchain_node::keys::dev_key;
 use provchain_p2p::{ChainStatus, P2pEvent, PeerId};
 
@@ -24,17 +24,10 @@ fn now_ms() -> u64 {
 }
 
 fn tx(genesis_hash: &Hash, n: u32) -> Transaction {
-    let key = dev_key(1);
-    Transaction::sign(
-        TxBody {
-            format: RdfFormat::NTriples,
-            data: format!("<http://example.org/batch/{n}> <http://example.org/weight> \"{n}\" ."),
-            submitter: key.public(),
-            client: None,
-            timestamp_ms: now_ms(),
-        },
-        &key,
+    common::signed_tx(
+        1,
         genesis_hash,
+        format!("<http://example.org/batch/{n}> <http://example.org/weight> \"{n}\" ."),
     )
 }
 
@@ -84,7 +77,7 @@ async fn wait_pending(node: &NodeProc, id: &Hash) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compact_blocks_are_rebuilt_from_the_pool_filled_from_gossip_or_fetched_by_sync() {
+async fn compact_blocks_are_rebuilt_from_held_transactions_or_fetched_by_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The network's only authority is dev key 1, held by the in-process peer; the node is an
     // observer (dev key 2) that follows it.
@@ -167,29 +160,26 @@ async fn compact_blocks_are_rebuilt_from_the_pool_filled_from_gossip_or_fetched_
     serve(&b1);
 
     // 2. The block comes right behind a large gossip batch of its transactions, while the
-    //    node is still checking it (800 signatures and documents): the node keeps the block
-    //    until the check is done, then imports it.
+    //    node is still checking it (800 signatures and documents): the node rebuilds it from
+    //    the transactions being checked, and its validation checks them. (Nothing serves the
+    //    block by sync yet: a node that could not rebuild it would not get it.)
     let batch: Vec<Transaction> = (1000..1800).map(|n| tx(&gh, n)).collect();
     let b2 = seal_next(&b1, batch.clone(), &gh).await;
     p2p.publish_txs(&batch).await.expect("publish txs");
     p2p.queue_compact_block(&compact(&b2));
     node.wait_final(&batch[799].id().to_hex(), LONG).await;
-    assert_eq!(compact_count(&node, "filled").await, 1.0);
+    assert_eq!(compact_count(&node, "complete").await, 2.0);
     serve(&b2);
 
     // 3. The transaction never reaches the node by gossip: it fetches the full block from
-    //    the block's proposer at once (nothing it could wait for is on its way).
+    //    the block's proposer.
     let t3 = tx(&gh, 3);
     let b3 = seal_next(&b2, vec![t3.clone()], &gh).await;
     serve(&b3);
     p2p.queue_compact_block(&compact(&b3));
     let v = node.wait_final(&t3.id().to_hex(), LONG).await;
     assert_eq!(v["block_hash"], b3.hash().to_hex(), "{v}");
-    // Counted when the full block arrives or the wait ends, whichever comes first.
-    wait_for("the compact block counts as fetched", LONG, || async {
-        (compact_count(&node, "fetched").await >= 1.0).then_some(())
-    })
-    .await;
+    assert_eq!(compact_count(&node, "fetched").await, 1.0);
 
     // 4. One transaction gossiped first, one never gossiped but carried in full (as a leader
     //    does with what it admitted just before sealing): rebuilt at once.
@@ -201,7 +191,7 @@ async fn compact_blocks_are_rebuilt_from_the_pool_filled_from_gossip_or_fetched_
     let b4 = seal_next(&b3, vec![t4.clone(), t5.clone()], &gh).await;
     p2p.queue_compact_block(&CompactBlock::of(&b4, b4.tx_ids(), &[1]));
     node.wait_final(&t5.id().to_hex(), LONG).await;
-    assert_eq!(compact_count(&node, "complete").await, 2.0);
+    assert_eq!(compact_count(&node, "complete").await, 3.0);
     serve(&b4);
     let (_, block) = node.get("/api/blocks/4").await;
     assert_eq!(block["hash"], b4.hash().to_hex(), "{block}");
@@ -255,7 +245,6 @@ async fn compact_blocks_are_rebuilt_from_the_pool_filled_from_gossip_or_fetched_
             == "pending",
         "the genuine transaction stays in the pool"
     );
-    assert_eq!(compact_count(&node, "complete").await, 2.0);
-    assert_eq!(compact_count(&node, "filled").await, 1.0);
+    assert_eq!(compact_count(&node, "complete").await, 3.0);
     assert_eq!(compact_count(&node, "fetched").await, 1.0);
 }

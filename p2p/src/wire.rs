@@ -78,7 +78,7 @@ pub(crate) fn encode_txs(txs: &[Transaction]) -> Vec<u8> {
     w.u8(TX_BATCH_VERSION);
     w.u32(txs.len() as u32);
     for tx in txs {
-        w.bytes(&tx.encode());
+        tx.encode_prefixed(&mut w);
     }
     w.into_vec()
 }

@@ -274,6 +274,29 @@ where
     }
 }
 
+/// An N-Triples transaction signed by development key `key`, as a peer gossips it.
+pub fn signed_tx(
+    key: u32,
+    genesis_hash: &provchain_consensus::Hash,
+    data: String,
+) -> provchain_consensus::Transaction {
+    let key = provchain_node::keys::dev_key(key);
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    provchain_consensus::Transaction::sign(
+        provchain_consensus::TxBody {
+            format: provchain_consensus::RdfFormat::NTriples,
+            data,
+            submitter: key.public(),
+            client: None,
+            timestamp_ms,
+        },
+        &key,
+        genesis_hash,
+    )
+}
+
 /// Public keys of the deterministic development keys 1..=n.
 pub fn dev_public_keys(n: u32) -> Vec<String> {
     (1..=n)
