@@ -208,10 +208,20 @@ const STALL_MS: u64 = 10_000;
 /// Whether the node should receive traffic, and why not.
 fn readiness(snap: &Snapshot, now_ms: u64, interval_ms: u64) -> (bool, &'static str) {
     let behind = snap.peer_best_height.saturating_sub(snap.best_height);
-    if now_ms.saturating_sub(snap.updated_ms) > STALL_MS.max(10 * interval_ms) {
+    let stall = STALL_MS.max(10 * interval_ms);
+    if now_ms.saturating_sub(snap.updated_ms) > stall {
         (
             false,
             "chain task stalled: no progress for too long (see the node's log)",
+        )
+    } else if snap
+        .uncommitted_since_ms
+        .is_some_and(|since| now_ms.saturating_sub(since) > stall)
+    {
+        (
+            false,
+            "storage stalled: final blocks not committed for too long (check the disk and the \
+             node's log)",
         )
     } else if snap.peers == 0 && !snap.sole_authority {
         (false, "no connected peers")
@@ -1102,5 +1112,15 @@ mod tests {
         assert!(readiness(&stuck, now, 5_000).0);
         let stuck_long = snap(2, false, 10, 10, now - 50_001);
         assert!(!readiness(&stuck_long, now, 5_000).0);
+        // Final blocks waiting for storage: a commit in progress is fine, a stuck one is not.
+        let mut committing = snap(2, false, 10, 10, now);
+        committing.uncommitted_since_ms = Some(now - 2_000);
+        assert!(readiness(&committing, now, 1000).0);
+        committing.uncommitted_since_ms = Some(now - 10_001);
+        assert!(
+            readiness(&committing, now, 1000)
+                .1
+                .starts_with("storage stalled")
+        );
     }
 }

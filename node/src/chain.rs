@@ -162,6 +162,10 @@ pub struct Snapshot {
     /// Why client submissions are refused right now (a full pool), if they are: the API
     /// answers 503 without parsing and signing the RDF.
     pub refusing: Option<SubmitError>,
+    /// Since when (clock ms) the oldest final block not yet committed has waited for the
+    /// storage writer, if one has: a commit normally takes a fraction of a slot, so a long
+    /// wait means storage is stuck (a full disk, a flush that never returns).
+    pub uncommitted_since_ms: Option<u64>,
 }
 
 /// Status of a transaction not yet final.
@@ -444,9 +448,9 @@ pub struct Chain {
     /// Applies storage writes in the background, in order: pending blocks and final commits.
     writer: StoreWriter,
     /// Final blocks handed to the writer and not reported committed yet, lowest first, with
-    /// their encoded sizes. Until then their bodies stay in `bodies` and their transactions
+    /// their encoded sizes and when they were handed over (clock ms). Until then their bodies stay in `bodies` and their transactions
     /// in `included`: they are known, served to peers and listed, but not final to the API.
-    committing: VecDeque<(Hash, usize)>,
+    committing: VecDeque<(Hash, usize, u64)>,
     committing_bytes: usize,
     /// Blocks imported in this turn of the run loop whose pending-store write is not queued
     /// yet: encoding a large block takes milliseconds, so it waits until the turn's verdicts
@@ -716,6 +720,7 @@ impl Chain {
             sole_authority: self.sole_authority,
             updated_ms: self.cfg.clock.now_ms(),
             refusing: self.refusal(),
+            uncommitted_since_ms: self.committing.front().map(|(_, _, at)| *at),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
@@ -769,7 +774,7 @@ impl Chain {
                 let mut out: Vec<Block> = self
                     .committing
                     .iter()
-                    .map(|(h, _)| *h)
+                    .map(|(h, _, _)| *h)
                     .chain(self.tree.best_chain())
                     .filter_map(|h| self.bodies.get(&h).cloned())
                     .collect();
@@ -1127,7 +1132,7 @@ impl Chain {
         let later = self
             .committing
             .iter()
-            .map(|(h, _)| *h)
+            .map(|(h, _, _)| *h)
             .chain(self.tree.best_chain());
         for hash in later {
             if out.len() >= max {
@@ -1733,9 +1738,10 @@ impl Chain {
         if let Some(last) = blocks.last() {
             self.slots.prune_below(last.header.slot.saturating_sub(64));
         }
+        let now = self.cfg.clock.now_ms();
         for b in &blocks {
             let bytes = b.encoded_len();
-            self.committing.push_back((b.hash(), bytes));
+            self.committing.push_back((b.hash(), bytes, now));
             self.committing_bytes += bytes;
         }
         if !self.writer.commit(blocks) {
@@ -1809,7 +1815,7 @@ impl Chain {
             .triples_stored
             .set(self.store.triple_count() as i64);
         for _ in 0..c.blocks {
-            let Some((hash, bytes)) = self.committing.pop_front() else {
+            let Some((hash, bytes, _)) = self.committing.pop_front() else {
                 break;
             };
             self.committing_bytes -= bytes;
