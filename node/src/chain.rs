@@ -442,6 +442,7 @@ pub struct Chain {
     /// Copies of the gossiped transactions being checked on a blocking thread: a compact
     /// block takes what it lacks from here (and from the backlog) instead of waiting for the
     /// check; its validation checks them like any transaction this node has not verified.
+    /// Bounded by [`MAX_TX_CHECKS`] batches of at most a gossip message each.
     in_flight: HashMap<Hash, Transaction>,
     evidence: VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
@@ -1341,14 +1342,15 @@ impl Chain {
         self.flush_tx_gossip();
         // Queued straight to the network task: a spawned publish would wait for this task to
         // finish importing the block before it ran.
-        // Under heavy load (the pool over half full, gossip waiting to be checked) peers refuse
-        // or have not yet checked much of what this node pooled, and would have to fetch the
-        // block anyway: they get the whole block.
+        // Under heavy load (the pool at its bound, gossip waiting to be checked) peers are
+        // likely to have refused or dropped some of what this node pooled, and would have to
+        // fetch the block anyway: they get the whole block.
         let busy = self.pool_full() || !self.tx_check_backlog.is_empty();
         if block.transactions.is_empty() || busy {
             self.p2p.queue_block(&block);
         } else {
-            // What was admitted here just now, peers may still be checking: it travels in full.
+            // What was admitted here just now may not have reached the peers: it travels in
+            // full.
             let recent = Instant::now().checked_sub(PREFILL_WINDOW);
             let prefill: Vec<usize> = tx_ids
                 .iter()
