@@ -23,7 +23,7 @@ use provchain_consensus::{
 };
 use provchain_p2p::P2pHandle;
 use provchain_storage::digest::{self, CanonicalDigest};
-use provchain_storage::{QueryLimits, SparqlError, Store, TxDigest, rdf};
+use provchain_storage::{ParsedTx, QueryLimits, SparqlError, Store, TxDigest, rdf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -610,17 +610,19 @@ async fn submit(
         timestamp_ms: s.clock.now_ms(),
     };
     let (key, gh) = (s.keypair.clone(), s.genesis_hash);
-    // Parse (rejecting bad RDF) and sign off the async workers.
+    // Sign and parse (rejecting bad RDF) off the async workers. The parse is kept for the
+    // commit of the transaction's block.
     let checked = tokio::task::spawn_blocking(move || {
-        let parsed = rdf::parse(body.format, &body.data, "check")
-            .map(|q| (q.len(), digest::canonical_digest(&q)));
-        (parsed, Transaction::sign(body, &key, &gh))
+        let tx = Transaction::sign(body, &key, &gh);
+        let id = tx.id();
+        let parsed = ParsedTx::parse(&id, &tx);
+        (id, tx, parsed)
     })
     .await
     .map_err(internal)?;
     s.metrics.rdf_documents_parsed.inc();
-    let (parsed, tx) = checked;
-    let (triples, canonical) = parsed.map_err(|e| {
+    let (id, tx, parsed) = checked;
+    let parsed = parsed.map_err(|e| {
         s.metrics.reject_tx("invalid_rdf");
         let mut err = bad_request(format!("invalid {}: {e}", format.name()));
         if let Some(l) = e.line {
@@ -631,6 +633,7 @@ async fn submit(
         }
         err
     })?;
+    let triples = parsed.statements();
     if triples > MAX_TX_STATEMENTS {
         s.metrics.reject_tx("too_many_statements");
         return Err(ApiError::new(
@@ -641,10 +644,10 @@ async fn submit(
             ),
         ));
     }
-    let id = tx.id();
+    let canonical = parsed.digest().clone();
     // Every refusal (full pool, shutting down) is temporary: 503.
     s.chain
-        .submit(id, tx)
+        .submit(id, tx, Arc::new(parsed))
         .await
         .map_err(|e| ApiError::busy(e.to_string()))?;
     Ok((

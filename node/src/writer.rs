@@ -1,6 +1,6 @@
 //! The storage writer: one thread that applies the chain task's writes, in order.
 //!
-//! Committing a final block parses its RDF, writes a segment and flushes twice: 5 ms for a
+//! Committing a final block interns its RDF, writes a segment and flushes twice: 5 ms for a
 //! small block, 0.1–0.4 s for one of a few thousand transactions. Writing a pending (non-final)
 //! block is a few hundred sled pieces for 1 MiB. The chain task hands each write to this
 //! thread and carries on with the next block, slot and submission instead of waiting; it
@@ -14,13 +14,14 @@
 //! each commit. After a failed commit nothing further is committed (each later commit reports
 //! [`CommitError::AfterFailure`]); the chain task stops the node.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use provchain_consensus::{Block, Encode, Hash};
-use provchain_storage::{CommitStats, StorageError, Store};
+use provchain_storage::{CommitStats, ParsedTx, StorageError, Store};
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -48,7 +49,7 @@ pub struct Committed {
 enum Op {
     Put(Hash, Vec<u8>),
     Remove(Hash),
-    Commit(Vec<Block>),
+    Commit(Vec<Block>, HashMap<Hash, Arc<ParsedTx>>),
     /// Answered once every earlier operation is applied.
     Barrier(mpsc::Sender<()>),
 }
@@ -92,12 +93,12 @@ impl StoreWriter {
                     let r = match op {
                         Op::Put(hash, encoded) => store.put_pending_encoded(&hash, &encoded),
                         Op::Remove(hash) => store.remove_pending(&hash),
-                        Op::Commit(blocks) => {
+                        Op::Commit(blocks, parsed) => {
                             let started = Instant::now();
                             let result = if failed {
                                 Err(CommitError::AfterFailure)
                             } else {
-                                commit(&store, &blocks)
+                                commit(&store, &blocks, &parsed)
                             };
                             failed |= result.is_err();
                             if result.is_ok() {
@@ -144,11 +145,12 @@ impl StoreWriter {
     }
 
     /// Queues final blocks for commit: they must extend what storage holds once every
-    /// earlier commit is applied. Reported through [`Self::try_committed`]; false if the
-    /// writer thread is gone (nothing will be committed any more).
+    /// earlier commit is applied. `parsed` holds the RDF of transactions parsed already
+    /// ([`Store::commit_final_parsed`]). Reported through [`Self::try_committed`]; false if
+    /// the writer thread is gone (nothing will be committed any more).
     #[must_use]
-    pub fn commit(&self, blocks: Vec<Block>) -> bool {
-        self.send(Op::Commit(blocks))
+    pub fn commit(&self, blocks: Vec<Block>, parsed: HashMap<Hash, Arc<ParsedTx>>) -> bool {
+        self.send(Op::Commit(blocks, parsed))
     }
 
     /// The next commit report, if one is ready.
@@ -199,8 +201,14 @@ fn lower_priority(niceness: i32) {
 
 /// Commits `blocks`, containing a panic (a bug, never a peer's input: RDF parsing contains
 /// its own) as an error so that the node stops cleanly instead of losing its writer silently.
-fn commit(store: &Store, blocks: &[Block]) -> Result<CommitStats, CommitError> {
-    match catch_unwind(AssertUnwindSafe(|| store.commit_final(blocks))) {
+fn commit(
+    store: &Store,
+    blocks: &[Block],
+    parsed: &HashMap<Hash, Arc<ParsedTx>>,
+) -> Result<CommitStats, CommitError> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        store.commit_final_parsed(blocks, parsed)
+    })) {
         Ok(r) => r.map_err(CommitError::from),
         Err(panic) => {
             let what = panic
@@ -280,11 +288,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, blocks) = setup(dir.path());
         let writer = StoreWriter::spawn(store.clone()).expect("writer");
-        assert!(writer.commit(blocks[..10].to_vec()));
-        assert!(writer.commit(blocks[10..20].to_vec()));
+        assert!(writer.commit(blocks[..10].to_vec(), HashMap::new()));
+        assert!(writer.commit(blocks[10..20].to_vec(), HashMap::new()));
         // Skips heights 21..=30: refused, and so is the next commit, which would fit.
-        assert!(writer.commit(blocks[30..40].to_vec()));
-        assert!(writer.commit(blocks[20..30].to_vec()));
+        assert!(writer.commit(blocks[30..40].to_vec(), HashMap::new()));
+        assert!(writer.commit(blocks[20..30].to_vec(), HashMap::new()));
         writer.sync();
         let reports: Vec<Committed> = std::iter::from_fn(|| writer.try_committed()).collect();
         assert_eq!(reports.len(), 4);

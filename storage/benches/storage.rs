@@ -13,6 +13,8 @@
 //!   --dir PATH        keep the database here (default: a temporary directory)
 //!   --json            one JSON object instead of text
 //!   --pending         write each block to the pending store first, as the node does
+//!   --parsed          parse every transaction before the commits (untimed), as the node
+//!                     does when it admits one, and hand the parses to the commit
 //!   --cache-mb N      memory for storage caches, as storage.cache_size_mb (default 64)
 //! ```
 //!
@@ -21,10 +23,12 @@
 //! `prov:wasDerivedFrom`), typed literals and links to earlier transactions' entities, so the
 //! dictionary sees both new and repeated terms as in a real chain.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use provchain_consensus::{Block, Genesis, Keypair, RdfFormat, Transaction, TxBody};
-use provchain_storage::{QueryLimits, Store};
+use provchain_storage::{ParsedTx, QueryLimits, Store};
 use serde_json::json;
 
 struct Args {
@@ -38,6 +42,8 @@ struct Args {
     json: bool,
     /// Store each block as pending before committing it, as the node does.
     pending: bool,
+    /// Parse the transactions ahead and commit with `commit_final_parsed`, as the node does.
+    parsed: bool,
     /// Memory for storage caches (`storage.cache_size_mb`).
     cache_mb: u64,
 }
@@ -53,6 +59,7 @@ fn args() -> Args {
         dir: None,
         json: false,
         pending: false,
+        parsed: false,
         cache_mb: 64,
     };
     let mut it = std::env::args().skip(1);
@@ -73,6 +80,7 @@ fn args() -> Args {
             "--dir" => a.dir = Some(val().into()),
             "--json" => a.json = true,
             "--pending" => a.pending = true,
+            "--parsed" => a.parsed = true,
             "--cache-mb" => a.cache_mb = val().parse().unwrap_or(a.cache_mb),
             // `cargo bench` passes --bench; ignore it and anything unknown.
             _ => {}
@@ -210,6 +218,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         parent = block.header.clone();
         chain.push(block);
     }
+    let mut parsed = HashMap::new();
+    if a.parsed {
+        for tx in chain.iter().flat_map(|b| &b.transactions) {
+            let id = tx.id();
+            parsed.insert(id, Arc::new(ParsedTx::parse(&id, tx)?));
+        }
+    }
     let mut times = Vec::with_capacity(a.blocks as usize);
     let rss_before = rss_mib();
     let (phase, cpu0) = (Instant::now(), cpu_seconds());
@@ -221,10 +236,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if a.pending {
             store.put_pending(block)?;
         }
-        store.commit_final(std::slice::from_ref(block))?;
+        store.commit_final_parsed(std::slice::from_ref(block), &parsed)?;
         times.push(started.elapsed());
     }
     drop(chain);
+    drop(parsed);
     while store.merge_due() {
         store.merge_segments()?;
         std::thread::sleep(Duration::from_millis(1));
@@ -262,6 +278,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "commit".into(),
         json!({
             "blocks": a.blocks, "txs_per_block": a.txs, "triples_per_tx": probe.len(),
+            "parsed_ahead": a.parsed,
             "format": a.format.name(),
             "data_triples_per_s": committed / secs,
             "data_triples_per_cpu_s": committed / commit_cpu.max(1e-9),

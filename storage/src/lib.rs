@@ -103,5 +103,5 @@ pub use error::{DatasetError, SparqlError, StorageError};
 pub use integrity::{IntegrityCheck, IntegrityError, IntegrityReport};
 pub use rdf::{OwnedQuad, RdfError};
 pub use sparql::{QueryLimits, SparqlOutput};
-pub use store::{CommitStats, SCHEMA_VERSION, StorageStats, Store, TxDigest, TxLocation};
+pub use store::{CommitStats, ParsedTx, SCHEMA_VERSION, StorageStats, Store, TxDigest, TxLocation};
 pub use term::StoreTerm;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use provchain_consensus::{Decode, Encode, Hash, RdfFormat};
-use provchain_storage::{QueryLimits, SparqlError, StorageError, Store, vocab};
+use provchain_storage::{ParsedTx, QueryLimits, SparqlError, StorageError, Store, vocab};
 use serde_json::json;
 
 fn limits() -> QueryLimits {
@@ -552,4 +552,75 @@ fn governance_items_are_indexed_and_described_in_the_chain_graph() {
         b = b2.hash().to_hex(),
     );
     assert!(ask(&store, &q));
+}
+
+#[test]
+fn a_commit_given_parses_made_ahead_stores_what_parsing_at_commit_stores() {
+    let g = genesis();
+    let ring: String = (0..600)
+        .map(|i| format!("_:b{i} <http://e/next> _:b{} .\n", (i + 1) % 600))
+        .collect();
+    let txs = [
+        tx(
+            &g,
+            RdfFormat::Turtle,
+            "_:b <http://p> \"1\" ; <http://q> _:c .",
+            1,
+        ),
+        tx(
+            &g,
+            RdfFormat::NQuads,
+            "<http://s> <http://p> \"x\"@en <http://g/shared> .\n_:n <http://p> <http://o> .",
+            2,
+        ),
+        tx(&g, RdfFormat::NTriples, &ring, 3),
+        tx(&g, RdfFormat::Turtle, "<http://s> <http://p> 7 .", 4),
+    ];
+    let b1 = block(&g, &g.block(), txs[..2].to_vec());
+    let b2 = block(&g, &b1, txs[2..].to_vec());
+    // Every transaction parsed ahead but the last, which the commit parses itself.
+    let parsed: std::collections::HashMap<Hash, std::sync::Arc<ParsedTx>> = txs[..3]
+        .iter()
+        .map(|t| {
+            let id = t.id();
+            let p = ParsedTx::parse(&id, t).expect("parses");
+            (id, std::sync::Arc::new(p))
+        })
+        .collect();
+    assert_eq!(parsed[&txs[0].id()].statements(), 2);
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let here = Store::open(dir_a.path(), &g).expect("open");
+    let ahead = Store::open(dir_b.path(), &g).expect("open");
+    here.commit_final(&[b1.clone(), b2.clone()])
+        .expect("commit");
+    ahead.commit_final_parsed(&[b1], &parsed).expect("commit 1");
+    ahead.commit_final_parsed(&[b2], &parsed).expect("commit 2");
+
+    let all = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g ?s ?p ?o";
+    let rows = select(&here, all);
+    assert!(rows["results"]["bindings"].as_array().expect("rows").len() > 600);
+    assert_eq!(rows, select(&ahead, all));
+    assert_eq!(here.triple_count(), ahead.triple_count());
+    for t in &txs {
+        assert_eq!(
+            here.tx_digest(&t.id()).expect("digest"),
+            ahead.tx_digest(&t.id()).expect("digest"),
+        );
+        assert_eq!(
+            here.transaction(&t.id()).expect("read").map(|(_, loc)| loc),
+            ahead
+                .transaction(&t.id())
+                .expect("read")
+                .map(|(_, loc)| loc),
+        );
+    }
+    assert!(
+        ahead
+            .validate_integrity(&mut |_, _| {})
+            .expect("validate")
+            .ok
+    );
 }
