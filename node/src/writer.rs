@@ -179,11 +179,12 @@ impl StoreWriter {
 /// Niceness of the writer thread. Its work is background work: a commit may finish tens of
 /// milliseconds later without harm, while the chain task and the network task must take a new
 /// block up at once. When a commit and a block arrival meet on a busy machine (every node
-/// starts a commit the moment a block makes its parent final), the block goes first: on three
-/// nodes sharing two cores this took the p99 of block propagation under 1,000 tx/s from
-/// ~14 ms to under 10 ms, and overload throughput up by a tenth (docs/PERFORMANCE.md). A
-/// nice-10 thread still gets a tenth of a contended core, and all it asks for on an idle
-/// one; should commits fall behind, the chain task waits for them ([`StoreWriter::sync`]).
+/// starts a commit the moment a block makes its parent final), the block goes first. On
+/// three nodes sharing two cores the measured effect is within the run-to-run spread, and
+/// commits at nice 0 were no faster under overload (docs/PERFORMANCE.md, "Background storage
+/// work yields to blocks"). A nice-10 thread still gets a tenth of a contended core, and all
+/// it asks for on an idle one; should commits fall behind, the chain task waits for them
+/// ([`StoreWriter::sync`]).
 const WRITER_NICENESS: i32 = 10;
 /// Niceness of the segment merger: the lowest, it only keeps lookups fast.
 const MERGER_NICENESS: i32 = 19;

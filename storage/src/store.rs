@@ -3,7 +3,8 @@
 //! # Commit protocol
 //!
 //! [`Store::commit_final`] first validates and plans everything — linkage to the final head,
-//! duplicate transactions, parsing and interning every document — writing nothing on error.
+//! duplicate transactions, parsing (unless parsed ahead, [`ParsedTx`]) and interning every
+//! document — writing nothing on error.
 //! Then, per step of at most [`MAX_QUADS_PER_STEP`] quads (whole blocks):
 //!
 //! 1. the step's new segment (pages and header, [`crate::segment`]) and its chunk of new
