@@ -91,6 +91,17 @@ const CLIENT_POOL_SHARE: (usize, usize) = (3, 10);
 /// recently: its peers may not have received the gossip batch that carried them yet.
 const PREFILL_WINDOW: Duration = Duration::from_millis(30);
 
+/// A final block handed to the storage writer, until its commit is reported.
+struct Committing {
+    hash: Hash,
+    /// Its encoded size.
+    bytes: usize,
+    /// When it was handed over (clock ms).
+    since_ms: u64,
+    /// Its transaction ids, hashed once for the commit's parses and for the cleanup after it.
+    tx_ids: Vec<Hash>,
+}
+
 /// A gossiped batch after its checks, on its way back to the chain task for admission.
 struct CheckedBatch {
     from: PeerId,
@@ -418,7 +429,7 @@ pub struct Chain {
     /// Transactions whose envelope signature verified and whose RDF parsed here (admitted to
     /// the pool), with the parse: neither is checked again when a block brings them, and the
     /// commit of their block stores the parse instead of parsing again. Held until the
-    /// transaction is final (about 3 KiB per ten-statement transaction, bounded with the pool).
+    /// transaction is final (bounded with the pool).
     checked: HashMap<Hash, Arc<ParsedTx>>,
     /// Own admissions waiting to be gossiped as one batch, their encoded size, and when the
     /// first of them was admitted.
@@ -462,10 +473,10 @@ pub struct Chain {
     last_sealed_slot: u64,
     /// Applies storage writes in the background, in order: pending blocks and final commits.
     writer: StoreWriter,
-    /// Final blocks handed to the writer and not reported committed yet, lowest first, with
-    /// their encoded sizes and when they were handed over (clock ms). Until then their bodies stay in `bodies` and their transactions
-    /// in `included`: they are known, served to peers and listed, but not final to the API.
-    committing: VecDeque<(Hash, usize, u64)>,
+    /// Final blocks handed to the writer and not reported committed yet, lowest first. Until
+    /// then their bodies stay in `bodies` and their transactions in `included`: they are
+    /// known, served to peers and listed, but not final to the API.
+    committing: VecDeque<Committing>,
     committing_bytes: usize,
     /// Blocks imported in this turn of the run loop whose pending-store write is not queued
     /// yet: encoding a large block takes milliseconds, so it waits until the turn's verdicts
@@ -735,7 +746,7 @@ impl Chain {
             sole_authority: self.sole_authority,
             updated_ms: self.cfg.clock.now_ms(),
             refusing: self.refusal(),
-            uncommitted_since_ms: self.committing.front().map(|(_, _, at)| *at),
+            uncommitted_since_ms: self.committing.front().map(|c| c.since_ms),
         };
         self.metrics.chain_height.set(snap.best_height as i64);
         self.metrics.final_height.set(snap.final_height as i64);
@@ -794,7 +805,7 @@ impl Chain {
                 let mut out: Vec<Block> = self
                     .committing
                     .iter()
-                    .map(|(h, _, _)| *h)
+                    .map(|c| c.hash)
                     .chain(self.tree.best_chain())
                     .filter_map(|h| self.bodies.get(&h).cloned())
                     .collect();
@@ -1152,7 +1163,7 @@ impl Chain {
         let later = self
             .committing
             .iter()
-            .map(|(h, _, _)| *h)
+            .map(|c| c.hash)
             .chain(self.tree.best_chain());
         for hash in later {
             if out.len() >= max {
@@ -1762,14 +1773,20 @@ impl Chain {
         let now = self.cfg.clock.now_ms();
         let mut parsed = HashMap::new();
         for b in &blocks {
-            let bytes = b.encoded_len();
-            self.committing.push_back((b.hash(), bytes, now));
-            self.committing_bytes += bytes;
-            for id in b.tx_ids() {
-                if let Some(p) = self.checked.get(&id) {
-                    parsed.insert(id, p.clone());
+            let tx_ids = b.tx_ids();
+            for id in &tx_ids {
+                if let Some(p) = self.checked.get(id) {
+                    parsed.insert(*id, p.clone());
                 }
             }
+            let bytes = b.encoded_len();
+            self.committing.push_back(Committing {
+                hash: b.hash(),
+                bytes,
+                since_ms: now,
+                tx_ids,
+            });
+            self.committing_bytes += bytes;
         }
         if !self.writer.commit(blocks, parsed) {
             self.fatal =
@@ -1842,22 +1859,22 @@ impl Chain {
             .triples_stored
             .set(self.store.triple_count() as i64);
         for _ in 0..c.blocks {
-            let Some((hash, bytes, _)) = self.committing.pop_front() else {
+            let Some(done) = self.committing.pop_front() else {
                 break;
             };
-            self.committing_bytes -= bytes;
+            self.committing_bytes -= done.bytes;
             // Committing removed it from the pending store; this removal catches a pending
             // write of it that was still queued behind the commit.
-            self.writer.remove(hash);
-            let Some(b) = self.bodies.remove(&hash) else {
+            self.writer.remove(done.hash);
+            let Some(b) = self.bodies.remove(&done.hash) else {
                 continue;
             };
-            for id in b.tx_ids() {
-                self.included.remove(&id);
-                self.checked.remove(&id);
-                self.pool.remove(&id);
+            for id in &done.tx_ids {
+                self.included.remove(id);
+                self.checked.remove(id);
+                self.pool.remove(id);
             }
-            self.committed = (hash, b.header);
+            self.committed = (done.hash, b.header);
         }
         debug!(
             height = self.committed.1.height,
