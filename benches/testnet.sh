@@ -147,6 +147,18 @@ histogram() { # metric-name
     }'
 }
 
+# Block propagation samples per bucket bound (cumulative), summed over the nodes.
+propagation_spread() {
+  for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
+    awk '$1 ~ /^provchain_block_propagation_seconds_bucket/ {
+           match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] += $2
+         }
+         END { printf "propagation samples at or below:"
+               n = split("0.001 0.0025 0.005 0.0075 0.01 0.015 0.02 0.025 0.05 +Inf", b, " ")
+               for (i = 1; i <= n; i++) printf " %s s: %d", b[i], c[b[i]]
+               print "" }'
+}
+
 # How gossiped compact blocks became full blocks, summed over the nodes.
 compact_outcomes() {
   for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
@@ -169,6 +181,7 @@ case "${1:-}" in
     histogram provchain_block_arrival_seconds
     histogram provchain_block_import_seconds
     histogram provchain_block_commit_seconds
+    propagation_spread
     compact_outcomes
     for i in 1 2 3; do
       echo "node$i: $(grep VmRSS "/proc/$(cat "$dir/node$i.pid")/status" | tr -s ' ')"
@@ -187,15 +200,7 @@ case "${1:-}" in
     histogram provchain_block_propagation_seconds
     histogram provchain_block_arrival_seconds
     compact_outcomes
-    # Samples per bucket bound (cumulative), summed over the nodes.
-    for m in "${metrics[@]}"; do curl -fsS "$m/metrics"; done |
-      awk '$1 ~ /^provchain_block_propagation_seconds_bucket/ {
-             match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5); c[le] += $2
-           }
-           END { printf "propagation samples at or below:"
-                 n = split("0.001 0.0025 0.005 0.0075 0.01 0.015 0.02 0.025 0.05 +Inf", b, " ")
-                 for (i = 1; i <= n; i++) printf " %s s: %d", b[i], c[b[i]]
-                 print "" }'
+    propagation_spread
     curl -fsS "${api[0]}/api/blockchain/dump?from=0" | python3 -c '
 import json, sys
 blocks = json.load(sys.stdin)

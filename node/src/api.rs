@@ -31,12 +31,15 @@ use crate::auth;
 use crate::chain::{ChainHandle, Clock, PendingTx, Snapshot};
 use crate::governance::{AuthoritiesView, GovernanceRequest, GovernanceSubmitError, action_parts};
 use crate::metrics::{HttpLabels, Metrics, RouteLabel};
+use crate::work::{CheckPool, Lane};
 
 /// Everything handlers need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub node_id: String,
     pub chain: ChainHandle,
+    /// Signs and parses submissions.
+    pub checks: CheckPool,
     pub store: Store,
     pub p2p: P2pHandle,
     pub metrics: Arc<Metrics>,
@@ -610,16 +613,18 @@ async fn submit(
         timestamp_ms: s.clock.now_ms(),
     };
     let (key, gh) = (s.keypair.clone(), s.genesis_hash);
-    // Sign and parse (rejecting bad RDF) off the async workers. The parse is kept for the
-    // commit of the transaction's block.
-    let checked = tokio::task::spawn_blocking(move || {
-        let tx = Transaction::sign(body, &key, &gh);
-        let id = tx.id();
-        let parsed = ParsedTx::parse(&id, &tx);
-        (id, tx, parsed)
-    })
-    .await
-    .map_err(internal)?;
+    // Sign and parse (rejecting bad RDF) off the async workers, at the priority of
+    // admission work (`work.rs`). The parse is kept for the commit of the transaction's block.
+    let checked = s
+        .checks
+        .run(Lane::Clients, move || {
+            let tx = Transaction::sign(body, &key, &gh);
+            let id = tx.id();
+            let parsed = ParsedTx::parse(&id, &tx);
+            (id, tx, parsed)
+        })
+        .await
+        .map_err(internal)?;
     s.metrics.rdf_documents_parsed.inc();
     let (id, tx, parsed) = checked;
     let parsed = parsed.map_err(|e| {

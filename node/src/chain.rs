@@ -36,6 +36,7 @@ use crate::governance::{
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolError};
 use crate::sync::Wakeup;
+use crate::work::{CheckPool, Lane};
 use crate::writer::{Committed, StoreWriter};
 
 /// Commands queued to the chain task. Bounded so a flood of API calls pushes back on clients.
@@ -495,6 +496,8 @@ pub struct Chain {
     /// Connected peers and the best height each last reported (status or gossip).
     peers: HashMap<PeerId, u64>,
     sync_wakeup: mpsc::Sender<Wakeup>,
+    /// Runs the checks of gossiped transaction batches.
+    checks: CheckPool,
 }
 
 impl Chain {
@@ -506,6 +509,7 @@ impl Chain {
         metrics: Arc<Metrics>,
         p2p: P2pHandle,
         sync_wakeup: mpsc::Sender<Wakeup>,
+        checks: CheckPool,
     ) -> Result<(Self, ChainHandle, mpsc::Receiver<Command>), StorageError> {
         let final_head = store.final_head()?;
         let committed = (final_head.hash(), final_head.clone());
@@ -570,6 +574,7 @@ impl Chain {
             snapshot: snap_tx,
             peers: HashMap::new(),
             sync_wakeup,
+            checks,
         };
         for hash in chain.tree.best_chain() {
             if let Some(b) = chain.bodies.get(&hash) {
@@ -1233,7 +1238,7 @@ impl Chain {
         let done = self.tx_checks.clone();
         let genesis_hash = self.genesis_hash;
         let max_tx_bytes = self.cfg.limits.max_tx_bytes;
-        tokio::task::spawn_blocking(move || {
+        self.checks.spawn(Lane::Peers, move || {
             let checked = check_gossiped(fresh, &genesis_hash, max_tx_bytes);
             let _ = done.blocking_send(CheckedBatch {
                 from,

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod metrics;
 pub mod pool;
 pub mod sync;
+pub mod work;
 pub mod writer;
 
 use std::net::SocketAddr;
@@ -237,10 +238,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let store = {
         let (dir, g) = (db_dir.clone(), genesis.clone());
         let cache = config.storage.cache_size_mb.max(1) * 1024 * 1024;
-        tokio::task::spawn_blocking(move || Store::open_with_cache(&dir, &g, cache))
-            .await?
+        // Opened on a thread at the storage writer's priority: sled's background threads
+        // (its log flusher, its I/O pool) are started from here and inherit it.
+        let (opened, result) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("store-open".into())
+            .spawn(move || {
+                work::lower_priority(writer::WRITER_NICENESS);
+                let _ = opened.send(Store::open_with_cache(&dir, &g, cache));
+            })
+            .context("cannot start a thread to open the database")?;
+        result
+            .await
+            .context("opening the database panicked")?
             .with_context(|| format!("cannot open the database in {}", db_dir.display()))?
     };
+    // Admission checks (signing and parsing submissions, checking gossiped batches).
+    let checks = work::CheckPool::per_core().context("cannot start the check threads")?;
     let metrics = Arc::new(Metrics::new());
     let limits = Limits {
         max_block_bytes: config.consensus.max_block_size,
@@ -310,6 +324,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         metrics.clone(),
         p2p.clone(),
         sync_tx,
+        checks.clone(),
     )?;
 
     let shutdown = CancellationToken::new();
@@ -345,6 +360,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let state = api::AppState {
         node_id: config.node_id.clone(),
         chain: chain_handle,
+        checks,
         store: store.clone(),
         p2p,
         metrics: metrics.clone(),

@@ -25,6 +25,8 @@ use provchain_storage::{CommitStats, ParsedTx, StorageError, Store};
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::work::lower_priority;
+
 /// Why final blocks were not committed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -185,20 +187,9 @@ impl StoreWriter {
 /// work yields to blocks"). A nice-10 thread still gets a tenth of a contended core, and all
 /// it asks for on an idle one; should commits fall behind, the chain task waits for them
 /// ([`StoreWriter::sync`]).
-const WRITER_NICENESS: i32 = 10;
+pub(crate) const WRITER_NICENESS: i32 = 10;
 /// Niceness of the segment merger: the lowest, it only keeps lookups fast.
 const MERGER_NICENESS: i32 = 19;
-
-/// Lowers the calling thread's priority to `niceness` (on Linux the nice value is a
-/// per-thread attribute; elsewhere, or where that fails, the thread keeps its priority).
-fn lower_priority(niceness: i32) {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), niceness) {
-        tracing::debug!(error = %e, "cannot lower a storage thread's priority");
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = niceness;
-}
 
 /// Commits `blocks`, containing a panic (a bug, never a peer's input: RDF parsing contains
 /// its own) as an error so that the node stops cleanly instead of losing its writer silently.
