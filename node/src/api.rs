@@ -612,21 +612,26 @@ async fn submit(
         client,
         timestamp_ms: s.clock.now_ms(),
     };
-    let (key, gh) = (s.keypair.clone(), s.genesis_hash);
+    let (key, gh, store) = (s.keypair.clone(), s.genesis_hash, s.store.clone());
     // Sign and parse (rejecting bad RDF) off the async workers, at the priority of
     // admission work (`work.rs`). The parse is kept for the commit of the transaction's block.
+    // The storage lookup of admission is done here too, off the chain task (`recent.rs`).
     let checked = s
         .checks
         .run(Lane::Clients, move || {
             let tx = Transaction::sign(body, &key, &gh);
             let id = tx.id();
             let parsed = ParsedTx::parse(&id, &tx);
-            (id, tx, parsed)
+            let stored_seen = match store.final_txs(&[id]) {
+                Ok((seen, found)) if found == [false] => Some(seen),
+                _ => None,
+            };
+            (id, tx, parsed, stored_seen)
         })
         .await
         .map_err(internal)?;
     s.metrics.rdf_documents_parsed.inc();
-    let (id, tx, parsed) = checked;
+    let (id, tx, parsed, stored_seen) = checked;
     let parsed = parsed.map_err(|e| {
         s.metrics.reject_tx("invalid_rdf");
         let mut err = bad_request(format!("invalid {}: {e}", format.name()));
@@ -652,7 +657,7 @@ async fn submit(
     let canonical = parsed.digest().clone();
     // Every refusal (full pool, shutting down) is temporary: 503.
     s.chain
-        .submit(id, tx, Arc::new(parsed))
+        .submit(id, tx, Arc::new(parsed), stored_seen)
         .await
         .map_err(|e| ApiError::busy(e.to_string()))?;
     Ok((

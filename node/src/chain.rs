@@ -35,6 +35,7 @@ use crate::governance::{
 };
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolError};
+use crate::recent::{RECENT_FINAL_BLOCKS, RecentFinal};
 use crate::sync::Wakeup;
 use crate::work::{CheckPool, Lane};
 use crate::writer::{Committed, StoreWriter};
@@ -95,6 +96,7 @@ const PREFILL_WINDOW: Duration = Duration::from_millis(30);
 /// A final block handed to the storage writer, until its commit is reported.
 struct Committing {
     hash: Hash,
+    height: u64,
     /// Its encoded size.
     bytes: usize,
     /// When it was handed over (clock ms).
@@ -123,6 +125,9 @@ struct Checked {
     rejected: Vec<(&'static str, u64)>,
     /// RDF documents parsed.
     parsed: u64,
+    /// The final height of the storage view the valid transactions were not found in
+    /// (`None`: the lookup failed, the chain task looks again).
+    stored_seen: Option<u64>,
 }
 
 /// Wall clock in unix milliseconds, with an offset for clock-skew tests.
@@ -219,6 +224,8 @@ pub enum Command {
         id: Hash,
         tx: Transaction,
         parsed: Arc<ParsedTx>,
+        /// The final height of the storage view it was not found in (`None`: not looked up).
+        stored_seen: Option<u64>,
         reply: oneshot::Sender<Result<(), SubmitError>>,
     },
     PendingTx {
@@ -284,17 +291,21 @@ impl ChainHandle {
         rx.await.ok()
     }
 
-    /// Submits a transaction signed by this node, with its RDF parsed ([`ParsedTx::parse`]).
+    /// Submits a transaction signed by this node, with its RDF parsed ([`ParsedTx::parse`]),
+    /// that storage did not hold at final height `stored_seen` (`None`: not looked up; the
+    /// chain task looks).
     pub async fn submit(
         &self,
         id: Hash,
         tx: Transaction,
         parsed: Arc<ParsedTx>,
+        stored_seen: Option<u64>,
     ) -> Result<(), SubmitError> {
         self.ask(|reply| Command::Submit {
             id,
             tx,
             parsed,
+            stored_seen,
             reply,
         })
         .await
@@ -427,6 +438,9 @@ pub struct Chain {
     bodies: HashMap<Hash, Block>,
     /// Transactions in non-final blocks on the best chain → their block.
     included: HashMap<Hash, Hash>,
+    /// Transactions of the blocks committed lately: with `included`, they settle whether a
+    /// transaction a check thread did not find in storage is final (`recent.rs`).
+    recent_final: RecentFinal,
     /// Transactions whose envelope signature verified and whose RDF parsed here (admitted to
     /// the pool), with the parse: neither is checked again when a block brings them, and the
     /// commit of their block stores the parse instead of parsing again. Held until the
@@ -550,6 +564,7 @@ impl Chain {
             tree,
             bodies,
             included: HashMap::new(),
+            recent_final: RecentFinal::new(committed.1.height, RECENT_FINAL_BLOCKS),
             checked: HashMap::new(),
             gossip_out: Vec::new(),
             gossip_out_bytes: 0,
@@ -766,12 +781,13 @@ impl Chain {
                 id,
                 tx,
                 parsed,
+                stored_seen,
                 reply,
             } => {
                 let res = if self.refusing_clients() {
                     Err(PoolError::Full)
                 } else {
-                    self.admit(id, tx.clone(), parsed)
+                    self.admit(id, tx.clone(), parsed, stored_seen)
                 };
                 let out = match res {
                     Ok(()) | Err(PoolError::Duplicate) => {
@@ -899,11 +915,22 @@ impl Chain {
             .then_some(SubmitError::PoolFull(self.cfg.max_pool_size))
     }
 
-    /// Admits a transaction whose envelope signature verified and whose RDF parsed.
-    fn admit(&mut self, id: Hash, tx: Transaction, parsed: Arc<ParsedTx>) -> Result<(), PoolError> {
+    /// Admits a transaction whose envelope signature verified and whose RDF parsed, and
+    /// that a check thread did not find in storage at final height `stored_seen`
+    /// ([`final_in_view`]).
+    fn admit(
+        &mut self,
+        id: Hash,
+        tx: Transaction,
+        parsed: Arc<ParsedTx>,
+        stored_seen: Option<u64>,
+    ) -> Result<(), PoolError> {
         if self.included.contains_key(&id)
             || self.pool.contains(&id)
-            || matches!(self.store.tx_location(&id), Ok(Some(_)))
+            || self.recent_final.contains(&id)
+            // Only when blocks committed since that lookup are no longer remembered.
+            || (!stored_seen.is_some_and(|h| self.recent_final.covers(h))
+                && matches!(self.store.tx_location(&id), Ok(Some(_))))
         {
             return Err(PoolError::Duplicate);
         }
@@ -1060,7 +1087,7 @@ impl Chain {
         received: Instant,
     ) {
         let hash = compact.hash();
-        if self.is_known(&hash) {
+        if self.is_known(&hash, compact.header.height) {
             self.report(message_id, Verdict::Ignore);
             return;
         }
@@ -1238,8 +1265,9 @@ impl Chain {
         let done = self.tx_checks.clone();
         let genesis_hash = self.genesis_hash;
         let max_tx_bytes = self.cfg.limits.max_tx_bytes;
+        let store = self.store.clone();
         self.checks.spawn(Lane::Peers, move || {
-            let checked = check_gossiped(fresh, &genesis_hash, max_tx_bytes);
+            let checked = check_gossiped(fresh, &store, &genesis_hash, max_tx_bytes);
             let _ = done.blocking_send(CheckedBatch {
                 from,
                 message_id,
@@ -1276,6 +1304,7 @@ impl Chain {
         }
         self.next_tx_check();
         let checked = batch.checked;
+        let stored_seen = checked.stored_seen;
         self.metrics.rdf_documents_parsed.inc_by(checked.parsed);
         let mut invalid = 0;
         for (reason, n) in &checked.rejected {
@@ -1284,7 +1313,7 @@ impl Chain {
         }
         let mut admitted = 0usize;
         for (id, tx, parsed) in checked.valid {
-            match self.admit(id, tx, parsed) {
+            match self.admit(id, tx, parsed, stored_seen) {
                 Ok(()) => admitted += 1,
                 Err(PoolError::Duplicate) => {}
                 Err(PoolError::Full) => {
@@ -1465,12 +1494,12 @@ impl Chain {
     ) -> Result<(), ImportError> {
         let started = Instant::now();
         let hash = block.hash();
-        if self.is_known(&hash) {
+        if self.is_known(&hash, block.header.height) {
             return Err(ImportError::Known);
         }
         let parent_hash = block.header.parent_hash;
         let Some(parent) = self.tree.header(&parent_hash).cloned() else {
-            if self.is_known(&parent_hash) {
+            if self.is_known(&parent_hash, block.header.height.saturating_sub(1)) {
                 // Known but not in the tree: a final block below the final head.
                 return Err(ImportError::Stale(parent_hash));
             }
@@ -1787,6 +1816,7 @@ impl Chain {
             let bytes = b.encoded_len();
             self.committing.push_back(Committing {
                 hash: b.hash(),
+                height: b.header.height,
                 bytes,
                 since_ms: now,
                 tx_ids,
@@ -1872,6 +1902,7 @@ impl Chain {
             // write of it that was still queued behind the commit.
             self.writer.remove(done.hash);
             let Some(b) = self.bodies.remove(&done.hash) else {
+                self.recent_final.committed(done.height, done.tx_ids);
                 continue;
             };
             for id in &done.tx_ids {
@@ -1879,6 +1910,7 @@ impl Chain {
                 self.checked.remove(id);
                 self.pool.remove(id);
             }
+            self.recent_final.committed(done.height, done.tx_ids);
             self.committed = (done.hash, b.header);
         }
         debug!(
@@ -1889,11 +1921,14 @@ impl Chain {
         );
     }
 
-    /// A block this node holds: in the tree, being committed, or in storage.
-    fn is_known(&self, hash: &Hash) -> bool {
+    /// A block at `height` this node holds: in the tree, being committed, or in storage.
+    /// Storage holds only final blocks, so a block above the final head is not looked up
+    /// there: a storage read on the chain task can wait behind the writer (`recent.rs`).
+    fn is_known(&self, hash: &Hash, height: u64) -> bool {
         self.tree.contains(hash)
             || self.bodies.contains_key(hash)
-            || matches!(self.store.height_of(hash), Ok(Some(_)))
+            || (height <= self.tree.final_head().1.height
+                && matches!(self.store.height_of(hash), Ok(Some(_))))
     }
 
     /// Whether `hash` is a final block handed to the writer and not committed yet (its body
@@ -2010,9 +2045,12 @@ impl Chain {
 /// ed25519 batch (checked one by one only when the batch fails, to find the culprits), RDF.
 fn check_gossiped(
     mut txs: Vec<(Hash, Transaction)>,
+    store: &Store,
     genesis_hash: &Hash,
     max_tx_bytes: usize,
 ) -> Checked {
+    // Final ones are neither invalid nor new: dropped uncounted, like any duplicate.
+    let stored_seen = final_in_view(store, &mut txs);
     let before = txs.len();
     txs.retain(|(_, tx)| tx.validate_shape(max_tx_bytes).is_ok());
     let all: Vec<&Transaction> = txs.iter().map(|(_, tx)| tx).collect();
@@ -2049,5 +2087,17 @@ fn check_gossiped(
         valid,
         rejected,
         parsed,
+        stored_seen,
     }
+}
+
+/// Drops the transactions `store` holds as final; returns the final height of the view they
+/// were looked up in, `None` (nothing dropped) if the lookup failed. Runs on a check thread:
+/// storage reads can wait behind the writer (`recent.rs`).
+pub(crate) fn final_in_view(store: &Store, txs: &mut Vec<(Hash, Transaction)>) -> Option<u64> {
+    let ids: Vec<Hash> = txs.iter().map(|(id, _)| *id).collect();
+    let (seen, found) = store.final_txs(&ids).ok()?;
+    let mut found = found.into_iter();
+    txs.retain(|_| !found.next().unwrap_or(false));
+    Some(seen)
 }

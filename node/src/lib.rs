@@ -23,6 +23,7 @@ pub mod governance;
 pub mod keys;
 pub mod metrics;
 pub mod pool;
+pub mod recent;
 pub mod sync;
 pub mod work;
 pub mod writer;

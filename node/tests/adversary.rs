@@ -450,3 +450,55 @@ async fn a_gossiped_batch_with_bad_transactions_keeps_its_valid_ones() {
     n1.wait_final_height(target, LONG).await;
     p2p.shutdown().await;
 }
+
+/// A peer that gossips final transactions again, alongside a new one, gets only the new one
+/// onto the chain: the final ones stay in their blocks and no later block carries them.
+#[tokio::test(flavor = "multi_thread")]
+async fn final_transactions_gossiped_again_are_not_admitted_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (n1, p2p, _events, gh) = lone_authority_and_adversary(dir.path(), "").await;
+    let sign = |data: String| adversary_tx(&gh, data);
+    let first: Vec<Transaction> = (0..3)
+        .map(|i| sign(format!("<http://again/{i}> <http://ex/round> \"1\" .")))
+        .collect();
+    p2p.publish_txs(&first).await.expect("publish first batch");
+    let mut heights = Vec::new();
+    for tx in &first {
+        let v = n1.wait_final(&tx.id().to_hex(), LONG).await;
+        heights.push(v["block_height"].as_u64().expect("block height"));
+    }
+
+    let fresh = sign("<http://again/new> <http://ex/round> \"2\" .".into());
+    let mut again = first.clone();
+    again.push(fresh.clone());
+    p2p.publish_txs(&again).await.expect("publish again");
+    let v = n1.wait_final(&fresh.id().to_hex(), LONG).await;
+    let fresh_height = v["block_height"].as_u64().expect("block height");
+    // A couple more blocks: a replay admitted late would be in one of them.
+    let last = n1.wait_final_height(fresh_height + 2, LONG).await;
+
+    let old: Vec<String> = first.iter().map(|t| t.id().to_hex()).collect();
+    let first_max = *heights.iter().max().expect("heights");
+    for h in first_max + 1..=last {
+        let block = n1.block(h).await;
+        let txs = block["transactions"].as_array().expect("transactions");
+        for t in txs {
+            assert!(
+                !old.iter().any(|o| t == o),
+                "block {h} carries final transaction {t} again"
+            );
+        }
+    }
+    for (tx, h) in first.iter().zip(&heights) {
+        let (code, v) = n1
+            .get(&format!("/api/transactions/{}", tx.id().to_hex()))
+            .await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            v["block_height"].as_u64(),
+            Some(*h),
+            "final transaction moved"
+        );
+    }
+    p2p.shutdown().await;
+}

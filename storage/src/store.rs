@@ -68,8 +68,13 @@ pub const MAX_QUADS_PER_STEP: usize = 262_144;
 /// that do not call [`Store::merge_segments`] in the background. With merges running, about
 /// `3 · log₄(commits)` segments are live (12 at a million quads).
 pub const SYNC_MERGE_SEGMENTS: usize = 24;
-/// Bytes of segment pages buffered before they are handed to sled.
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of segment pages buffered before they are handed to sled. Small, because sled 0.34
+/// applies a batch under a process-wide lock that every read takes too: a large batch from
+/// the writer or the merger (which run at a low priority) stalls the chain task's reads.
+/// Segment pages need no atomicity of their own; the manifest update is the commit point.
+const BATCH_BYTES: usize = 512 << 10;
+/// Keys removed per sled batch when a segment's pages go (same lock as [`BATCH_BYTES`]).
+const REMOVE_BATCH_KEYS: usize = 128;
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_GENESIS: &[u8] = b"genesis";
@@ -511,6 +516,22 @@ impl PageSource for Uncached<'_> {
         page: usize,
     ) -> Result<Arc<Vec<R>>, DatasetError> {
         Ok(Arc::new(self.0.load_page::<R>(seg, section, page)?))
+    }
+}
+
+/// Removes every key of `tree` that starts with `prefix`, [`REMOVE_BATCH_KEYS`] at a time.
+fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<(), StorageError> {
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for k in tree.scan_prefix(prefix).keys().take(REMOVE_BATCH_KEYS) {
+            batch.remove(k?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        tree.apply_batch(batch)?;
     }
 }
 
@@ -1044,11 +1065,7 @@ impl Store {
                 continue;
             };
             if !live.contains(&id) {
-                let mut batch = sled::Batch::default();
-                for k in i.segments.scan_prefix(id.to_be_bytes()).keys() {
-                    batch.remove(k?);
-                }
-                i.segments.apply_batch(batch)?;
+                remove_prefix(&i.segments, &id.to_be_bytes())?;
                 removed += 1;
             }
             match id.checked_add(1) {
@@ -1143,6 +1160,18 @@ impl Store {
             index: r.index,
             triples: r.triples,
         }))
+    }
+
+    /// Which of `ids` are final, looked up in one view of the store, and the final height of
+    /// that view: every transaction of a block at or below it was found. A caller that
+    /// remembers the transactions of the blocks committed since needs no second lookup.
+    pub fn final_txs(&self, ids: &[Hash]) -> Result<(u64, Vec<bool>), StorageError> {
+        let live = self.inner.live();
+        let found = ids
+            .iter()
+            .map(|id| Ok(self.inner.tx_rec(&live, &id.0)?.is_some()))
+            .collect::<Result<_, StorageError>>()?;
+        Ok((live.head.height, found))
     }
 
     /// The canonical digest of a final transaction's document: `None` when the transaction is
@@ -1399,11 +1428,13 @@ impl Store {
         let mut sink = BatchSink::new(&i.segments);
         let seg = segment::build(seg_id, step.data, &mut sink)?;
         sink.finish()?;
-        let mut terms = sled::Batch::default();
-        for (first, chunk) in &step.chunks {
-            terms.insert(&first.to_be_bytes(), chunk.as_slice());
+        // Chunks above the manifest's next term id are stale until the transaction below
+        // commits (and removed at open if it never does): they need no batch of their own.
+        let mut terms = BatchSink::new(&i.terms);
+        for (first, chunk) in step.chunks {
+            terms.put(first.to_be_bytes().to_vec(), chunk)?;
         }
-        i.terms.apply_batch(terms)?;
+        terms.finish()?;
         i.db.flush()?;
 
         let old = i.live();
@@ -1593,11 +1624,7 @@ impl Store {
             Err(_) => return Ok(()),
         };
         for seg in dead {
-            let mut batch = sled::Batch::default();
-            for k in i.segments.scan_prefix(seg.id.to_be_bytes()).keys() {
-                batch.remove(k?);
-            }
-            i.segments.apply_batch(batch)?;
+            remove_prefix(&i.segments, &seg.id.to_be_bytes())?;
         }
         Ok(())
     }
