@@ -1901,17 +1901,18 @@ impl Chain {
             // Committing removed it from the pending store; this removal catches a pending
             // write of it that was still queued behind the commit.
             self.writer.remove(done.hash);
-            let Some(b) = self.bodies.remove(&done.hash) else {
-                self.recent_final.committed(done.height, done.tx_ids);
-                continue;
-            };
-            for id in &done.tx_ids {
-                self.included.remove(id);
-                self.checked.remove(id);
-                self.pool.remove(id);
+            let body = self.bodies.remove(&done.hash);
+            if body.is_some() {
+                for id in &done.tx_ids {
+                    self.included.remove(id);
+                    self.checked.remove(id);
+                    self.pool.remove(id);
+                }
             }
             self.recent_final.committed(done.height, done.tx_ids);
-            self.committed = (done.hash, b.header);
+            if let Some(b) = body {
+                self.committed = (done.hash, b.header);
+            }
         }
         debug!(
             height = self.committed.1.height,
@@ -2094,7 +2095,7 @@ fn check_gossiped(
 /// Drops the transactions `store` holds as final; returns the final height of the view they
 /// were looked up in, `None` (nothing dropped) if the lookup failed. Runs on a check thread:
 /// storage reads can wait behind the writer (`recent.rs`).
-pub(crate) fn final_in_view(store: &Store, txs: &mut Vec<(Hash, Transaction)>) -> Option<u64> {
+fn final_in_view(store: &Store, txs: &mut Vec<(Hash, Transaction)>) -> Option<u64> {
     let ids: Vec<Hash> = txs.iter().map(|(id, _)| *id).collect();
     let (seen, found) = store.final_txs(&ids).ok()?;
     let mut found = found.into_iter();

@@ -42,16 +42,11 @@ impl RecentFinal {
 
     /// The block at `height` was committed (heights arrive in order), holding `ids`.
     pub fn committed(&mut self, height: u64, ids: Vec<Hash>) {
-        if self.keep == 0 {
-            self.from = height + 1;
-            return;
-        }
         self.ids.extend(ids.iter().copied());
         self.blocks.push_back((height, ids));
-        while self.blocks.len() > self.keep {
-            let Some((h, ids)) = self.blocks.pop_front() else {
-                break;
-            };
+        while self.blocks.len() > self.keep
+            && let Some((h, ids)) = self.blocks.pop_front()
+        {
             for id in &ids {
                 self.ids.remove(id);
             }
@@ -69,15 +64,6 @@ impl RecentFinal {
     /// is not final.
     pub fn covers(&self, seen: u64) -> bool {
         seen + 1 >= self.from
-    }
-
-    /// Transaction ids remembered.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
     }
 }
 
@@ -104,14 +90,14 @@ mod tests {
         assert!(r.contains(&id(3)));
         assert!(!r.covers(10));
         assert!(r.covers(11));
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.ids.len(), 2);
     }
 
     #[test]
     fn remembering_nothing_covers_only_the_latest_view() {
         let mut r = RecentFinal::new(0, 0);
         r.committed(1, vec![id(1)]);
-        assert!(r.is_empty());
+        assert!(r.ids.is_empty());
         assert!(!r.covers(0));
         assert!(r.covers(1));
     }

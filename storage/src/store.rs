@@ -68,10 +68,10 @@ pub const MAX_QUADS_PER_STEP: usize = 262_144;
 /// that do not call [`Store::merge_segments`] in the background. With merges running, about
 /// `3 · log₄(commits)` segments are live (12 at a million quads).
 pub const SYNC_MERGE_SEGMENTS: usize = 24;
-/// Bytes of segment pages buffered before they are handed to sled. Small, because sled 0.34
-/// applies a batch under a process-wide lock that every read takes too: a large batch from
-/// the writer or the merger (which run at a low priority) stalls the chain task's reads.
-/// Segment pages need no atomicity of their own; the manifest update is the commit point.
+/// Bytes of segment pages (or term chunks) buffered before they are handed to sled. Small,
+/// because sled 0.34 applies a batch under a process-wide lock that every read takes too: a
+/// large batch from the writer or the merger (which run at a low priority) stalls the chain
+/// task's reads. Neither needs atomicity of its own; the manifest update is the commit point.
 const BATCH_BYTES: usize = 512 << 10;
 /// Keys removed per sled batch when a segment's pages go (same lock as [`BATCH_BYTES`]).
 const REMOVE_BATCH_KEYS: usize = 128;
@@ -535,7 +535,7 @@ fn remove_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<(), StorageError> {
     }
 }
 
-/// Hands segment pages to sled in batches of about [`BATCH_BYTES`].
+/// Hands segment pages or term chunks to sled in batches of about [`BATCH_BYTES`].
 struct BatchSink<'a> {
     tree: &'a sled::Tree,
     batch: sled::Batch,
