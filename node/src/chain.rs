@@ -1406,10 +1406,10 @@ impl Chain {
         self.flush_tx_gossip();
         // Queued straight to the network task: a spawned publish would wait for this task to
         // finish importing the block before it ran.
-        // Under heavy load (the pool at its bound, gossip waiting to be checked) peers are
-        // likely to have refused or dropped some of what this node pooled, and would have to
-        // fetch the block anyway: they get the whole block.
-        let busy = self.pool_full() || !self.tx_check_backlog.is_empty();
+        // Under heavy load (clients refused, gossip waiting to be checked) peers are likely to
+        // have refused or dropped some of what this node pooled, and would have to fetch the
+        // block anyway: they get the whole block.
+        let busy = self.refusing_clients() || !self.tx_check_backlog.is_empty();
         if block.transactions.is_empty() || busy {
             self.p2p.queue_block(&block);
         } else {
@@ -1853,13 +1853,28 @@ impl Chain {
     }
 
     /// Hands the blocks imported this turn to the writer for the pending store, unless they
-    /// became final (or were pruned) meanwhile.
+    /// became final (or were pruned) meanwhile. If one of them is the new best head on the
+    /// final head (the block expected to be final next), the writer also prepares its commit
+    /// while it waits for finality ([`StoreWriter::prepare`]).
     fn queue_pending_writes(&mut self) {
+        let (best, best_header) = self.tree.best_head();
+        let next_final = (best_header.parent_hash == self.tree.final_head().0).then_some(best);
         for hash in std::mem::take(&mut self.unwritten) {
             if let Some(b) = self.bodies.get(&hash)
                 && !self.is_committing(&hash)
             {
                 self.writer.put(b);
+                if next_final == Some(hash) {
+                    let parsed = b
+                        .transactions
+                        .iter()
+                        .filter_map(|tx| {
+                            let id = tx.id();
+                            self.checked.get(&id).map(|p| (id, p.clone()))
+                        })
+                        .collect();
+                    self.writer.prepare(b.clone(), parsed);
+                }
             }
         }
     }
@@ -1890,6 +1905,9 @@ impl Chain {
             .block_commit_seconds
             .observe(c.elapsed.as_secs_f64());
         self.metrics.transactions_final.inc_by(stats.transactions);
+        if stats.prepared {
+            self.metrics.commits_prepared.inc();
+        }
         self.metrics
             .triples_stored
             .set(self.store.triple_count() as i64);

@@ -120,6 +120,7 @@ pub struct Metrics {
     pub http_request_seconds: Family<RouteLabel, Histogram>,
     pub sync_blocks_fetched: Counter,
     pub commit_waits: Counter,
+    pub commits_prepared: Counter,
     pub authority_set_size: Gauge,
     pub governance_open_proposals: Gauge,
     pub governance_scheduled_changes: Gauge,
@@ -177,6 +178,7 @@ impl Metrics {
             ),
             sync_blocks_fetched: Counter::default(),
             commit_waits: Counter::default(),
+            commits_prepared: Counter::default(),
             authority_set_size: Gauge::default(),
             governance_open_proposals: Gauge::default(),
             governance_scheduled_changes: Gauge::default(),
@@ -301,6 +303,12 @@ impl Metrics {
             "Times the chain task waited for the storage writer because too many final blocks \
              were not committed yet (storage slower than the chain)",
             m.commit_waits.clone(),
+        );
+        r.register(
+            "commits_prepared",
+            "Commits of final blocks whose writes the storage writer prepared while the block \
+             waited for finality (the others plan and write everything at finality)",
+            m.commits_prepared.clone(),
         );
         r.register_with_unit(
             "block_propagation",

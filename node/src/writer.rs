@@ -8,6 +8,13 @@
 //! call those blocks final (the API's final head is what storage holds, so a block reported
 //! final survives `kill -9`).
 //!
+//! Most of a commit can be done before finality: a block waits a slot, until the next
+//! proposer's block makes it final. When the chain task imports the block expected to be
+//! final next, it asks this thread to prepare its commit ([`StoreWriter::prepare`]: plan,
+//! intern, write the segment, term chunks and digest rows, unreferenced), right behind the
+//! commit of its parent; at finality the commit writes only its commit point, a few
+//! milliseconds. A block that loses a fork costs its preparation and nothing else.
+//!
 //! One thread and one queue keep the writes in the order they were asked for: final blocks are
 //! committed height after height, and a block's pending removal never overtakes its
 //! insertion. Segment merges run on a second thread at the lowest priority, started after
@@ -52,6 +59,8 @@ enum Op {
     Put(Hash, Vec<u8>),
     Remove(Hash),
     Commit(Vec<Block>, HashMap<Hash, Arc<ParsedTx>>),
+    /// Prepare the commit of a block expected to be final next ([`StoreWriter::prepare`]).
+    Prepare(Box<Block>, HashMap<Hash, Arc<ParsedTx>>),
     /// Answered once every earlier operation is applied.
     Barrier(mpsc::Sender<()>),
 }
@@ -95,6 +104,12 @@ impl StoreWriter {
                     let r = match op {
                         Op::Put(hash, encoded) => store.put_pending_encoded(&hash, &encoded),
                         Op::Remove(hash) => store.remove_pending(&hash),
+                        Op::Prepare(block, parsed) => {
+                            if !failed {
+                                prepare(&store, &block, &parsed);
+                            }
+                            Ok(())
+                        }
                         Op::Commit(blocks, parsed) => {
                             let started = Instant::now();
                             let result = if failed {
@@ -155,6 +170,15 @@ impl StoreWriter {
         self.send(Op::Commit(blocks, parsed))
     }
 
+    /// Queues the preparation of `block`'s commit ([`Store::prepare_commit`]): planning it and
+    /// writing its segment, unreferenced, while it waits a slot for finality, so that its
+    /// commit then only writes the commit point. For the block expected to be final next: its
+    /// parent must be committed, or queued for commit, by the time the writer gets to it, or
+    /// nothing is prepared. A commit of other blocks deletes what was prepared.
+    pub fn prepare(&self, block: Block, parsed: HashMap<Hash, Arc<ParsedTx>>) {
+        self.send(Op::Prepare(Box::new(block), parsed));
+    }
+
     /// The next commit report, if one is ready.
     pub fn try_committed(&self) -> Option<Committed> {
         self.reports.try_recv().ok()
@@ -202,15 +226,34 @@ fn commit(
         store.commit_final_parsed(blocks, parsed)
     })) {
         Ok(r) => r.map_err(CommitError::from),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(CommitError::Panicked(what))
-        }
+        Err(panic) => Err(CommitError::Panicked(panic_message(panic.as_ref()))),
     }
+}
+
+/// Prepares `block`'s commit. An error only costs the commit its head start: the commit plans
+/// again and reports any error itself. A panic (a bug) leaves the store refusing to write, so
+/// the next commit fails and the node stops; a restart cleans up (`Store::open`).
+fn prepare(store: &Store, block: &Block, parsed: &HashMap<Hash, Arc<ParsedTx>>) {
+    let height = block.header.height;
+    match catch_unwind(AssertUnwindSafe(|| {
+        store.prepare_commit(std::slice::from_ref(block), parsed)
+    })) {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, height, "commit not prepared ahead"),
+        Err(panic) => warn!(
+            height,
+            panic = panic_message(panic.as_ref()),
+            "preparing a commit panicked; the store refuses further commits until a restart"
+        ),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 impl Drop for StoreWriter {
@@ -302,5 +345,38 @@ mod tests {
         );
         assert!(matches!(reports[3].result, Err(CommitError::AfterFailure)));
         assert_eq!(store.final_head().expect("head"), blocks[19].header);
+    }
+
+    #[test]
+    fn a_commit_uses_the_preparation_of_its_block_and_only_that() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, blocks) = setup(dir.path());
+        let writer = StoreWriter::spawn(store.clone()).expect("writer");
+        let prepared = |r: &Committed| r.result.as_ref().map(|s| s.prepared).ok();
+        // Prepared after its parent's commit, in queue order: used.
+        assert!(writer.commit(blocks[..1].to_vec(), HashMap::new()));
+        writer.prepare(blocks[1].clone(), HashMap::new());
+        assert!(writer.commit(blocks[1..2].to_vec(), HashMap::new()));
+        // Prepared before its parent is committed: nothing to prepare against.
+        writer.prepare(blocks[3].clone(), HashMap::new());
+        assert!(writer.commit(blocks[2..3].to_vec(), HashMap::new()));
+        assert!(writer.commit(blocks[3..4].to_vec(), HashMap::new()));
+        // Prepared for a single block, committed together with the next one: planned again.
+        writer.prepare(blocks[4].clone(), HashMap::new());
+        assert!(writer.commit(blocks[4..6].to_vec(), HashMap::new()));
+        writer.sync();
+        let reports: Vec<Committed> = std::iter::from_fn(|| writer.try_committed()).collect();
+        let used: Vec<Option<bool>> = reports.iter().map(prepared).collect();
+        assert_eq!(
+            used,
+            [
+                Some(false),
+                Some(true),
+                Some(false),
+                Some(false),
+                Some(false)
+            ]
+        );
+        assert_eq!(store.final_head().expect("head"), blocks[5].header);
     }
 }

@@ -124,6 +124,16 @@ async fn three_authorities_discover_each_other_and_agree() {
         );
     }
     assert_eq!(proposers.len(), 3, "every authority seals in its slots");
+
+    // Each node prepared its commits while the blocks waited for finality: a block is
+    // imported a slot before the next proposer's block makes it final.
+    for (i, n) in nodes.iter().enumerate() {
+        let prepared = n
+            .metric("provchain_commits_prepared_total")
+            .await
+            .unwrap_or(0.0);
+        assert!(prepared >= 3.0, "node {i} prepared {prepared} commits");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

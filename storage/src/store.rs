@@ -7,12 +7,21 @@
 //! document — writing nothing on error.
 //! Then, per step of at most [`MAX_QUADS_PER_STEP`] quads (whole blocks):
 //!
-//! 1. the step's new segment (pages and header, [`crate::segment`]) and its chunk of new
-//!    terms are written; neither is referenced yet; **flush**;
+//! 1. the step's new segment (pages and header, [`crate::segment`]), its chunks of new
+//!    terms and its transactions' digest index rows are written; none is referenced or
+//!    read yet (digest rows are read only for transactions final at their position);
+//!    **flush**;
 //! 2. one sled transaction over `blocks`, `block_index`, `pending` and `meta` appends the
 //!    blocks, removes them from the pending store, and records the new final head, the
 //!    counters, the next ids and the new *manifest* (list of live segments); **flush**;
 //! 3. the in-memory view (head, counters, live segments) is published to readers.
+//!
+//! The planning and step 1 can run ahead of finality: [`Store::prepare_commit`] does them for
+//! blocks that extend the final head, and the commit of exactly those blocks on an unchanged
+//! store then writes only step 2. A node prepares the commit of each block while it waits a
+//! slot for the block that makes it final. Any other commit, or the next preparation, first
+//! deletes what was prepared (its term chunks would otherwise shadow the ids the commit
+//! assigns).
 //!
 //! Small segments are merged by [`Store::merge_segments`], which the node runs on a blocking
 //! thread after each commit ([`segment::merge_candidate`] is the policy): the merged segment
@@ -21,7 +30,8 @@
 //! deleted once no reader holds them.
 //!
 //! Step 2 is the commit point. A crash before it leaves unreferenced pages and term chunks
-//! (ids ≥ the recorded next id), which [`Store::open`] deletes; a crash after it leaves a
+//! (ids ≥ the recorded next id), which [`Store::open`] deletes, and digest rows of
+//! transactions that are not final there, which lookups skip; a crash after it leaves a
 //! complete block. The ordering does not rely on sled persisting writes in order: every
 //! referenced value was flushed before the reference was written. Two fsyncs per commit
 //! (plus two per merge), none per transaction.
@@ -152,6 +162,8 @@ pub struct CommitStats {
     pub transactions: u64,
     /// New quads in the dataset (transaction data plus chain metadata).
     pub triples: u64,
+    /// Whether the commit applied writes prepared by [`Store::prepare_commit`].
+    pub prepared: bool,
 }
 
 /// Shape of the dataset's storage, for benchmarks and metrics.
@@ -210,7 +222,32 @@ pub(crate) struct Inner {
     pub(crate) genesis_hash: Hash,
     next_segment_id: AtomicU64,
     /// The store has one writer by contract; this makes a second one wait instead of corrupt.
-    write_lock: Mutex<()>,
+    /// It guards the writer's state: the commit prepared ahead, if any.
+    write_lock: Mutex<Option<Prepared>>,
+}
+
+/// A commit prepared before its blocks are final ([`Store::prepare_commit`]): planned, and
+/// its segments, term chunks and digest rows written and flushed, unreferenced.
+struct Prepared {
+    /// The final head and next term id it was planned against.
+    base: (Hash, u64),
+    blocks: Vec<Hash>,
+    steps: Vec<WrittenStep>,
+}
+
+/// A [`Step`] whose segment, term chunks and digest rows are written (protocol step 1): what
+/// its commit point still has to write.
+struct WrittenStep {
+    seg: Segment,
+    /// First ids of the term chunks written, to delete them if the step is dropped.
+    chunks: Vec<u64>,
+    blocks: Vec<(u64, Hash, Vec<u8>)>,
+    stats: CommitStats,
+    data_triples: u64,
+    next_term_id: u64,
+    head: BlockHeader,
+    digests: Vec<(Hash, u64, u32, Result<CanonicalDigest, DigestError>)>,
+    governance_heights: Vec<u64>,
 }
 
 /// Handle to the database. Cheap to clone; reads from any thread, one writer.
@@ -243,6 +280,30 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash, StorageError> {
         .try_into()
         .map_err(|_| StorageError::corrupt(what, format!("{} bytes, expected 32", v.len())))?;
     Ok(Hash(b))
+}
+
+/// The digest index rows of a transaction at `height`, `index`: by transaction id, and by
+/// digest value (when it has one).
+fn digest_rows(
+    tx: &Hash,
+    height: u64,
+    index: u32,
+    digest: &Result<CanonicalDigest, DigestError>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let by_tx = [&[DIGEST_BY_TX][..], &tx.0].concat();
+    match digest {
+        Ok(d) => {
+            let by_value = [
+                &[DIGEST_BY_VALUE][..],
+                d,
+                &height.to_be_bytes(),
+                &index.to_be_bytes(),
+            ]
+            .concat();
+            vec![(by_value, tx.0.to_vec()), (by_tx, d.to_vec())]
+        }
+        Err(e) => vec![(by_tx, [&[0u8][..], e.to_string().as_bytes()].concat())],
+    }
 }
 
 fn encode_manifest(live: &[Arc<Segment>]) -> Vec<u8> {
@@ -915,7 +976,7 @@ impl Store {
             genesis: genesis.clone(),
             genesis_hash,
             next_segment_id: AtomicU64::new(1),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(None),
             db,
         };
         let store = Store {
@@ -1177,6 +1238,10 @@ impl Store {
     /// The canonical digest of a final transaction's document: `None` when the transaction is
     /// not final here or was committed before this database had a digest index.
     pub fn tx_digest(&self, id: &Hash) -> Result<Option<TxDigest>, StorageError> {
+        // Rows are written ahead of their transaction's commit point (`write_step`).
+        if self.tx_location(id)?.is_none() {
+            return Ok(None);
+        }
         let key = [&[DIGEST_BY_TX][..], &id.0].concat();
         Ok(self
             .inner
@@ -1199,12 +1264,27 @@ impl Store {
     ) -> Result<Vec<(Hash, TxLocation)>, StorageError> {
         let prefix = [&[DIGEST_BY_VALUE][..], digest].concat();
         let mut out = Vec::new();
-        for entry in self.inner.digests.scan_prefix(prefix).values().take(limit) {
-            let id = hash_value(&entry?, "digest index entry")?;
-            let loc = self.tx_location(&id)?.ok_or_else(|| {
-                StorageError::corrupt("digest index", format!("{id} is not a final transaction"))
-            })?;
-            out.push((id, loc));
+        for entry in self.inner.digests.scan_prefix(&prefix) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry?;
+            let id = hash_value(&value, "digest index entry")?;
+            let at = &key[prefix.len()..];
+            let (Some(height), Some(index)) = (
+                at.get(..8).and_then(u64_value),
+                at.get(8..12)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes),
+            ) else {
+                return Err(StorageError::corrupt("digest index", "bad key"));
+            };
+            // A row is written ahead of its commit point: one whose transaction is not final
+            // there (a commit prepared and dropped, or interrupted by a crash) is not listed.
+            match self.tx_location(&id)? {
+                Some(loc) if loc.height == height && loc.index == index => out.push((id, loc)),
+                _ => {}
+            }
         }
         Ok(out)
     }
@@ -1263,12 +1343,12 @@ impl Store {
         blocks: &[Block],
         parsed: &HashMap<Hash, Arc<ParsedTx>>,
     ) -> Result<CommitStats, StorageError> {
-        let _w = self
-            .inner
-            .write_lock
-            .lock()
-            .map_err(|_| StorageError::corrupt("memory", "writer lock poisoned"))?;
+        let mut w = self.writer()?;
+        let prepared = w.take();
         if blocks.is_empty() {
+            if let Some(p) = prepared {
+                self.discard(p.steps);
+            }
             return Ok(CommitStats::default());
         }
         let head = self.final_head()?;
@@ -1287,22 +1367,133 @@ impl Store {
             expected = (h.height + 1, b.hash());
         }
         let live = self.inner.live();
-        let steps = self.plan(blocks, parsed, &live)?;
-        let mut stats = CommitStats::default();
+        let current = (live.head.hash(), live.next_term_id);
+        let prepared = match prepared {
+            Some(p)
+                if p.base == current
+                    && p.blocks.len() == blocks.len()
+                    && p.blocks.iter().zip(blocks).all(|(h, b)| *h == b.hash()) =>
+            {
+                Some(p)
+            }
+            Some(p) => {
+                // Prepared for other blocks (a fork that lost) or on another head: its
+                // unreferenced writes go before this commit writes chunks under the same ids.
+                self.discard(p.steps);
+                None
+            }
+            None => None,
+        };
+        let mut stats = CommitStats {
+            prepared: prepared.is_some(),
+            ..CommitStats::default()
+        };
+        let steps = match prepared {
+            Some(p) => p.steps,
+            None => {
+                let planned = self.plan(blocks, parsed, &live)?;
+                self.write_steps(planned)?
+            }
+        };
+        drop(live);
         for step in steps {
             let s = step.stats;
-            self.apply_step(step, None)?;
+            self.commit_step(step, None)?;
             stats.blocks += s.blocks;
             stats.transactions += s.transactions;
             stats.triples += s.triples;
         }
         let many = self.inner.live().len() > SYNC_MERGE_SEGMENTS;
-        drop(_w);
+        drop(w);
         if many && let Err(e) = self.merge_segments() {
             // The commit itself is durable; a failed merge leaves more segments, no damage.
             tracing::warn!(error = %e, "segment merge failed");
         }
         Ok(stats)
+    }
+
+    /// Prepares the commit of `blocks`, which extend the final head, ahead of their finality:
+    /// plans it (parsing what `parsed` lacks, interning every term, gathering quads,
+    /// transaction records and digests) and writes and flushes its segments, term chunks and
+    /// digest rows, unreferenced. The next [`Self::commit_final_parsed`] of exactly these blocks on the
+    /// store as it is now only writes its commit point; any other commit first deletes what
+    /// was prepared, as does the next preparation, and [`Store::open`] after a crash. Returns
+    /// false, preparing nothing, if the blocks do not extend the final head. An error is one
+    /// committing them would report (a duplicate transaction, invalid RDF); nothing is left
+    /// prepared then.
+    ///
+    /// A node prepares the commit of a block while it waits a slot for finality; for a large
+    /// block that is most of the commit's work (`docs/PERFORMANCE.md`).
+    pub fn prepare_commit(
+        &self,
+        blocks: &[Block],
+        parsed: &HashMap<Hash, Arc<ParsedTx>>,
+    ) -> Result<bool, StorageError> {
+        let mut w = self.writer()?;
+        let live = self.inner.live();
+        let base = (live.head.hash(), live.next_term_id);
+        let hashes: Vec<Hash> = blocks.iter().map(Block::hash).collect();
+        if let Some(p) = w.as_ref()
+            && p.base == base
+            && p.blocks == hashes
+        {
+            return Ok(true);
+        }
+        if let Some(p) = w.take() {
+            self.discard(p.steps);
+        }
+        let mut parent = (live.head.height, base.0);
+        for (b, hash) in blocks.iter().zip(&hashes) {
+            if b.header.height != parent.0 + 1 || b.header.parent_hash != parent.1 {
+                return Ok(false);
+            }
+            parent = (b.header.height, *hash);
+        }
+        if blocks.is_empty() {
+            return Ok(false);
+        }
+        let planned = self.plan(blocks, parsed, &live)?;
+        let steps = self.write_steps(planned)?;
+        *w = Some(Prepared {
+            base,
+            blocks: hashes,
+            steps,
+        });
+        Ok(true)
+    }
+
+    /// The writer lock. After a writer panicked holding it (a bug), term chunks it wrote may be
+    /// left that would shadow the ids of the next commit: the store refuses to write again
+    /// until it is reopened, which deletes them.
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, Option<Prepared>>, StorageError> {
+        self.inner
+            .write_lock
+            .lock()
+            .map_err(|_| StorageError::corrupt("memory", "writer lock poisoned"))
+    }
+
+    /// Deletes the unreferenced writes of steps that will not be committed. Best effort: what
+    /// is left is deleted at the next open.
+    fn discard(&self, steps: Vec<WrittenStep>) {
+        let i = &self.inner;
+        for step in steps {
+            let mut gone = remove_prefix(&i.segments, &step.seg.id.to_be_bytes());
+            let mut stale = sled::Batch::default();
+            for first in step.chunks {
+                stale.remove(&first.to_be_bytes());
+            }
+            gone = gone.and(i.terms.apply_batch(stale).map_err(StorageError::from));
+            let mut rows = sled::Batch::default();
+            for (tx, height, index, digest) in &step.digests {
+                for (k, _) in digest_rows(tx, *height, *index, digest) {
+                    rows.remove(k);
+                }
+            }
+            gone = gone.and(i.digests.apply_batch(rows).map_err(StorageError::from));
+            if let Err(e) = gone {
+                tracing::warn!(error = %e, "cannot delete the writes of an unused prepared commit");
+            }
+        }
     }
 
     /// Parses and interns every transaction and gathers each step's writes. Reads only.
@@ -1417,26 +1608,117 @@ impl Store {
         Ok(steps)
     }
 
-    /// Writes one step: segment and terms, flush; then head, blocks and manifest in one
-    /// transaction, flush; then publishes it to readers.
-    fn apply_step(&self, step: Step, extra_meta: Option<&sled::Batch>) -> Result<(), StorageError> {
+    /// Protocol step 1 for planned steps: writes each step's segment, term chunks and digest
+    /// rows, then flushes. If a write fails, what was written is deleted (or left to the next open).
+    fn write_steps(&self, steps: Vec<Step>) -> Result<Vec<WrittenStep>, StorageError> {
+        let mut written = Vec::with_capacity(steps.len());
+        let mut result = Ok(());
+        for step in steps {
+            match self.write_step(step) {
+                Ok(Some(w)) => written.push(w),
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        result = result.and_then(|()| self.inner.db.flush().map(drop).map_err(Into::into));
+        match result {
+            Ok(()) => Ok(written),
+            Err(e) => {
+                self.discard(written);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes one step's segment, term chunks and digest rows, unreferenced (not flushed).
+    /// `None` for a step without blocks.
+    fn write_step(&self, step: Step) -> Result<Option<WrittenStep>, StorageError> {
         let i = &self.inner;
-        let Some(header) = step.head else {
-            return Ok(());
+        let Some(head) = step.head else {
+            return Ok(None);
         };
         let seg_id = i.next_segment_id.fetch_add(1, Ordering::SeqCst);
         let mut sink = BatchSink::new(&i.segments);
-        let seg = segment::build(seg_id, step.data, &mut sink)?;
-        sink.finish()?;
-        // Chunks above the manifest's next term id are stale until the transaction below
-        // commits (and removed at open if it never does): they need no batch of their own.
+        let built = segment::build(seg_id, step.data, &mut sink);
+        let seg = match built.map_err(StorageError::from).and_then(|seg| {
+            sink.finish()?;
+            Ok(seg)
+        }) {
+            Ok(seg) => seg,
+            Err(e) => {
+                // Pages of the half-written segment: unreferenced, deleted now or at open.
+                let _ = remove_prefix(&i.segments, &seg_id.to_be_bytes());
+                return Err(e);
+            }
+        };
+        // Chunks above the manifest's next term id are stale until the step commits (and
+        // removed at open if it never does): they need no batch of their own.
+        let chunks: Vec<u64> = step.chunks.iter().map(|(first, _)| *first).collect();
         let mut terms = BatchSink::new(&i.terms);
+        let mut wrote = Ok(());
         for (first, chunk) in step.chunks {
-            terms.put(first.to_be_bytes().to_vec(), chunk)?;
+            wrote = terms
+                .put(first.to_be_bytes().to_vec(), chunk)
+                .map_err(Into::into);
+            if wrote.is_err() {
+                break;
+            }
         }
-        terms.finish()?;
-        i.db.flush()?;
+        // Digest rows of transactions that are not final are not read (`tx_digest`,
+        // `transactions_by_digest`): they need no atomicity with the commit point either.
+        if wrote.is_ok() {
+            let mut rows = BatchSink::new(&i.digests);
+            for (tx, height, index, digest) in &step.digests {
+                for (k, v) in digest_rows(tx, *height, *index, digest) {
+                    wrote = rows.put(k, v).map_err(Into::into);
+                    if wrote.is_err() {
+                        break;
+                    }
+                }
+            }
+            wrote = wrote.and_then(|()| rows.finish());
+        }
+        let written = WrittenStep {
+            seg,
+            chunks,
+            blocks: step.blocks,
+            stats: step.stats,
+            data_triples: step.data_triples,
+            next_term_id: step.next_term_id,
+            head,
+            digests: step.digests,
+            governance_heights: step.governance_heights,
+        };
+        match wrote.and_then(|()| terms.finish()) {
+            Ok(()) => Ok(Some(written)),
+            Err(e) => {
+                self.discard(vec![written]);
+                Err(e)
+            }
+        }
+    }
 
+    /// Writes one step: segment, terms and digest rows, flush; then its commit point
+    /// ([`Self::commit_step`]).
+    fn apply_step(&self, step: Step, extra_meta: Option<&sled::Batch>) -> Result<(), StorageError> {
+        for w in self.write_steps(vec![step])? {
+            self.commit_step(w, extra_meta)?;
+        }
+        Ok(())
+    }
+
+    /// Protocol step 2 for a written step: head, blocks and manifest in one transaction,
+    /// flush; then publishes it to readers.
+    fn commit_step(
+        &self,
+        step: WrittenStep,
+        extra_meta: Option<&sled::Batch>,
+    ) -> Result<(), StorageError> {
+        let i = &self.inner;
+        let (header, seg) = (step.head, step.seg);
         let old = i.live();
         let mut live: Vec<Arc<Segment>> = old.segments.clone();
         live.push(Arc::new(seg));
@@ -1466,26 +1748,8 @@ impl Store {
             index.insert(&hash.0, &height.to_be_bytes());
             remove_pieces(&mut pending, &hash.0, encoded.len());
         }
-        let mut digests = sled::Batch::default();
-        for (tx, height, index, digest) in &step.digests {
-            let by_tx = [&[DIGEST_BY_TX][..], &tx.0].concat();
-            match digest {
-                Ok(d) => {
-                    let key = [
-                        &[DIGEST_BY_VALUE][..],
-                        d,
-                        &height.to_be_bytes(),
-                        &index.to_be_bytes(),
-                    ]
-                    .concat();
-                    digests.insert(key, &tx.0);
-                    digests.insert(by_tx, d);
-                }
-                Err(e) => digests.insert(by_tx, [&[0u8][..], e.to_string().as_bytes()].concat()),
-            }
-        }
-        let trees = [&i.blocks, &i.block_index, &i.pending, &i.meta, &i.digests];
-        let batches = [&blocks, &index, &pending, &meta, &digests];
+        let trees = [&i.blocks, &i.block_index, &i.pending, &i.meta];
+        let batches = [&blocks, &index, &pending, &meta];
         trees
             .as_slice()
             .transaction(|tt: &Vec<TransactionalTree>| {

@@ -624,3 +624,178 @@ fn a_commit_given_parses_made_ahead_stores_what_parsing_at_commit_stores() {
             .ok
     );
 }
+
+/// Turtle with `n` statements of terms no other document uses (long IRIs and literals, so
+/// that their term chunks span several values).
+fn many_terms(tag: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "<http://example.org/{tag}/item/{i:05}/with-a-long-path-to-fill-term-chunks> \
+                 <http://example.org/{tag}/observed> \"reading {i} of {tag}, long enough\" .\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_nothing() {
+    let g = genesis();
+    let txs = [
+        tx(
+            &g,
+            RdfFormat::Turtle,
+            "_:b <http://p> \"1\" ; <http://q> _:c .",
+            1,
+        ),
+        tx(
+            &g,
+            RdfFormat::NQuads,
+            "<http://s> <http://p> \"x\"@en <http://g/shared> .\n_:n <http://p> <http://o> .",
+            2,
+        ),
+        tx(&g, RdfFormat::Turtle, &many_terms("kept", 150), 3),
+        tx(&g, RdfFormat::Turtle, "<http://s> <http://p> 7 .", 4),
+    ];
+    // A block at height 1 that loses to `b1`: its transaction's terms fill several chunks
+    // under ids that `b1` and `b2` then use for other terms.
+    let lost = tx(&g, RdfFormat::Turtle, &many_terms("lost", 200), 5);
+    let lost_digest = *ParsedTx::parse(&lost.id(), &lost)
+        .expect("parses")
+        .digest()
+        .as_ref()
+        .expect("has a digest");
+    let fork = block(&g, &g.block(), vec![lost.clone(), txs[3].clone()]);
+    let b1 = block(&g, &g.block(), txs[..2].to_vec());
+    let b2 = block(&g, &b1, txs[2..].to_vec());
+    let none = std::collections::HashMap::new();
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let plain = Store::open(dir_a.path(), &g).expect("open");
+    plain
+        .commit_final(&[b1.clone(), b2.clone()])
+        .expect("commit");
+    {
+        let ahead = Store::open(dir_b.path(), &g).expect("open");
+        assert!(
+            !ahead
+                .prepare_commit(std::slice::from_ref(&b2), &none)
+                .expect("prepare"),
+            "b2 does not extend the final head yet"
+        );
+        assert!(ahead.prepare_commit(&[fork], &none).expect("prepare"));
+        // Prepared, not committed: nothing of it is visible.
+        assert_eq!(ahead.tx_digest(&lost.id()).expect("digest"), None);
+        assert!(
+            ahead
+                .transactions_by_digest(&lost_digest, 10)
+                .expect("lookup")
+                .is_empty()
+        );
+        let stats = ahead
+            .commit_final(std::slice::from_ref(&b1))
+            .expect("commit 1");
+        assert!(!stats.prepared, "prepared for another block");
+        assert!(
+            ahead
+                .prepare_commit(std::slice::from_ref(&b2), &none)
+                .expect("prepare")
+        );
+        let stats = ahead
+            .commit_final(std::slice::from_ref(&b2))
+            .expect("commit 2");
+        assert!(stats.prepared);
+        assert_eq!(stats.transactions, 2);
+    }
+    // Compared after a reopen: the prepared writes were durable, the dropped ones are gone.
+    let ahead = Store::open(dir_b.path(), &g).expect("reopen");
+    let all = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g ?s ?p ?o";
+    let rows = select(&plain, all);
+    assert!(rows["results"]["bindings"].as_array().expect("rows").len() > 150);
+    assert_eq!(rows, select(&ahead, all));
+    assert_eq!(plain.triple_count(), ahead.triple_count());
+    assert!(!ask(
+        &ahead,
+        "ASK { GRAPH ?g { ?s <http://example.org/lost/observed> ?o } }"
+    ));
+    assert_eq!(ahead.tx_digest(&lost.id()).expect("digest"), None);
+    assert!(
+        ahead
+            .transactions_by_digest(&lost_digest, 10)
+            .expect("lookup")
+            .is_empty()
+    );
+    for t in &txs {
+        assert_eq!(
+            plain.tx_digest(&t.id()).expect("digest"),
+            ahead.tx_digest(&t.id()).expect("digest"),
+        );
+        assert_eq!(
+            plain
+                .transaction(&t.id())
+                .expect("read")
+                .map(|(_, loc)| loc),
+            ahead
+                .transaction(&t.id())
+                .expect("read")
+                .map(|(_, loc)| loc),
+        );
+    }
+    assert!(
+        ahead
+            .validate_integrity(&mut |_, _| {})
+            .expect("validate")
+            .ok
+    );
+}
+
+#[test]
+fn a_commit_prepared_before_a_crash_leaves_no_trace_after_reopening() {
+    let g = genesis();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lost = tx(&g, RdfFormat::Turtle, &many_terms("crash", 200), 1);
+    let lost_digest = *ParsedTx::parse(&lost.id(), &lost)
+        .expect("parses")
+        .digest()
+        .as_ref()
+        .expect("has a digest");
+    let first = block(&g, &g.block(), vec![lost.clone()]);
+    {
+        let store = Store::open(dir.path(), &g).expect("open");
+        assert!(
+            store
+                .prepare_commit(&[first], &std::collections::HashMap::new())
+                .expect("prepare")
+        );
+        // Dropped without its commit, as a crash would leave it.
+    }
+    let store = Store::open(dir.path(), &g).expect("reopen");
+    assert_eq!(store.final_head().expect("head").height, 0);
+    assert_eq!(store.tx_digest(&lost.id()).expect("digest"), None);
+    // The same transaction, final in another place: found there, and only there.
+    let other = tx(&g, RdfFormat::Turtle, &many_terms("other", 100), 2);
+    let b1 = block(&g, &g.block(), vec![other.clone(), lost.clone()]);
+    store.commit_final(&[b1]).expect("commit");
+    let found = store
+        .transactions_by_digest(&lost_digest, 10)
+        .expect("lookup");
+    let at: Vec<_> = found
+        .iter()
+        .map(|(id, loc)| (*id, loc.height, loc.index))
+        .collect();
+    assert_eq!(at, vec![(lost.id(), 1, 1)]);
+    let q =
+        "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s <http://example.org/crash/observed> ?o } }";
+    assert_eq!(
+        select(&store, q)["results"]["bindings"][0]["n"]["value"],
+        "200"
+    );
+    assert!(
+        store
+            .validate_integrity(&mut |_, _| {})
+            .expect("validate")
+            .ok
+    );
+}
