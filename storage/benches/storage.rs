@@ -15,6 +15,8 @@
 //!   --pending         write each block to the pending store first, as the node does
 //!   --parsed          parse every transaction before the commits (untimed), as the node
 //!                     does when it admits one, and hand the parses to the commit
+//!   --prepared        prepare each block's commit first (`Store::prepare_commit`), as the
+//!                     node does while the block waits for finality; prints the split
 //!   --cache-mb N      memory for storage caches, as storage.cache_size_mb (default 64)
 //! ```
 //!
@@ -44,6 +46,8 @@ struct Args {
     pending: bool,
     /// Parse the transactions ahead and commit with `commit_final_parsed`, as the node does.
     parsed: bool,
+    /// Prepare each commit before it, as the node does while a block waits for finality.
+    prepared: bool,
     /// Memory for storage caches (`storage.cache_size_mb`).
     cache_mb: u64,
 }
@@ -60,6 +64,7 @@ fn args() -> Args {
         json: false,
         pending: false,
         parsed: false,
+        prepared: false,
         cache_mb: 64,
     };
     let mut it = std::env::args().skip(1);
@@ -81,6 +86,7 @@ fn args() -> Args {
             "--json" => a.json = true,
             "--pending" => a.pending = true,
             "--parsed" => a.parsed = true,
+            "--prepared" => a.prepared = true,
             "--cache-mb" => a.cache_mb = val().parse().unwrap_or(a.cache_mb),
             // `cargo bench` passes --bench; ignore it and anything unknown.
             _ => {}
@@ -226,6 +232,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut times = Vec::with_capacity(a.blocks as usize);
+    let mut prepare_times = Vec::new();
+    let mut point_times = Vec::new();
     let rss_before = rss_mib();
     let (phase, cpu0) = (Instant::now(), cpu_seconds());
     for (k, block) in chain.iter().enumerate() {
@@ -236,7 +244,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if a.pending {
             store.put_pending(block)?;
         }
+        if a.prepared {
+            store.prepare_commit(std::slice::from_ref(block), &parsed)?;
+            prepare_times.push(started.elapsed());
+        }
+        let point = Instant::now();
         store.commit_final_parsed(std::slice::from_ref(block), &parsed)?;
+        point_times.push(point.elapsed());
         times.push(started.elapsed());
     }
     drop(chain);
@@ -254,6 +268,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = commit_wall.as_secs_f64();
     let committed = (a.blocks * a.txs) as f64 * probe.len() as f64;
     let stats = store.storage_stats();
+    if a.prepared {
+        prepare_times.sort();
+        point_times.sort();
+        say(format!(
+            "prepared commits: preparation p50 {:.1} ms, p99 {:.1} ms; then the commit point \
+             p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&prepare_times, 0.5) / 1000.0,
+            percentile(&prepare_times, 0.99) / 1000.0,
+            percentile(&point_times, 0.5) / 1000.0,
+            percentile(&point_times, 0.99) / 1000.0,
+        ));
+    }
     say(format!(
         "commit: {:.0} data triples/s wall ({:.0} per CPU-second), {:.0} quads/s incl. metadata; \
          block p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -279,6 +305,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         json!({
             "blocks": a.blocks, "txs_per_block": a.txs, "triples_per_tx": probe.len(),
             "parsed_ahead": a.parsed,
+            "prepared": a.prepared,
+            "commit_point_ms_p50": percentile(&point_times, 0.5) / 1000.0,
             "format": a.format.name(),
             "data_triples_per_s": committed / secs,
             "data_triples_per_cpu_s": committed / commit_cpu.max(1e-9),

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use provchain_consensus::{Decode, Encode, Hash, RdfFormat};
+use provchain_consensus::{Decode, Encode, Genesis, Hash, RdfFormat, Transaction};
 use provchain_storage::{ParsedTx, QueryLimits, SparqlError, StorageError, Store, vocab};
 use serde_json::json;
 
@@ -554,28 +554,57 @@ fn governance_items_are_indexed_and_described_in_the_chain_graph() {
     assert!(ask(&store, &q));
 }
 
+/// Blank nodes, a shared named graph, `big` (the third) and a typed literal.
+fn mixed_txs(g: &Genesis, big: (RdfFormat, &str)) -> [Transaction; 4] {
+    [
+        tx(
+            g,
+            RdfFormat::Turtle,
+            "_:b <http://p> \"1\" ; <http://q> _:c .",
+            1,
+        ),
+        tx(
+            g,
+            RdfFormat::NQuads,
+            "<http://s> <http://p> \"x\"@en <http://g/shared> .\n_:n <http://p> <http://o> .",
+            2,
+        ),
+        tx(g, big.0, big.1, 3),
+        tx(g, RdfFormat::Turtle, "<http://s> <http://p> 7 .", 4),
+    ]
+}
+
+/// `got` holds what `expected` holds: every quad, the triple count, each transaction's
+/// location and digest; and its integrity check passes.
+fn assert_same_store(expected: &Store, got: &Store, txs: &[Transaction]) {
+    let all = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g ?s ?p ?o";
+    let rows = select(expected, all);
+    assert!(rows["results"]["bindings"].as_array().expect("rows").len() > 150);
+    assert_eq!(rows, select(got, all));
+    assert_eq!(expected.triple_count(), got.triple_count());
+    for t in txs {
+        assert_eq!(
+            expected.tx_digest(&t.id()).expect("digest"),
+            got.tx_digest(&t.id()).expect("digest"),
+        );
+        assert_eq!(
+            expected
+                .transaction(&t.id())
+                .expect("read")
+                .map(|(_, loc)| loc),
+            got.transaction(&t.id()).expect("read").map(|(_, loc)| loc),
+        );
+    }
+    assert!(got.validate_integrity(&mut |_, _| {}).expect("validate").ok);
+}
+
 #[test]
 fn a_commit_given_parses_made_ahead_stores_what_parsing_at_commit_stores() {
     let g = genesis();
     let ring: String = (0..600)
         .map(|i| format!("_:b{i} <http://e/next> _:b{} .\n", (i + 1) % 600))
         .collect();
-    let txs = [
-        tx(
-            &g,
-            RdfFormat::Turtle,
-            "_:b <http://p> \"1\" ; <http://q> _:c .",
-            1,
-        ),
-        tx(
-            &g,
-            RdfFormat::NQuads,
-            "<http://s> <http://p> \"x\"@en <http://g/shared> .\n_:n <http://p> <http://o> .",
-            2,
-        ),
-        tx(&g, RdfFormat::NTriples, &ring, 3),
-        tx(&g, RdfFormat::Turtle, "<http://s> <http://p> 7 .", 4),
-    ];
+    let txs = mixed_txs(&g, (RdfFormat::NTriples, &ring));
     let b1 = block(&g, &g.block(), txs[..2].to_vec());
     let b2 = block(&g, &b1, txs[2..].to_vec());
     // Every transaction parsed ahead but the last, which the commit parses itself.
@@ -599,30 +628,7 @@ fn a_commit_given_parses_made_ahead_stores_what_parsing_at_commit_stores() {
     ahead.commit_final_parsed(&[b1], &parsed).expect("commit 1");
     ahead.commit_final_parsed(&[b2], &parsed).expect("commit 2");
 
-    let all = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g ?s ?p ?o";
-    let rows = select(&here, all);
-    assert!(rows["results"]["bindings"].as_array().expect("rows").len() > 600);
-    assert_eq!(rows, select(&ahead, all));
-    assert_eq!(here.triple_count(), ahead.triple_count());
-    for t in &txs {
-        assert_eq!(
-            here.tx_digest(&t.id()).expect("digest"),
-            ahead.tx_digest(&t.id()).expect("digest"),
-        );
-        assert_eq!(
-            here.transaction(&t.id()).expect("read").map(|(_, loc)| loc),
-            ahead
-                .transaction(&t.id())
-                .expect("read")
-                .map(|(_, loc)| loc),
-        );
-    }
-    assert!(
-        ahead
-            .validate_integrity(&mut |_, _| {})
-            .expect("validate")
-            .ok
-    );
+    assert_same_store(&here, &ahead, &txs);
 }
 
 /// Turtle with `n` statements of terms no other document uses (long IRIs and literals, so
@@ -641,22 +647,7 @@ fn many_terms(tag: &str, n: usize) -> String {
 #[test]
 fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_nothing() {
     let g = genesis();
-    let txs = [
-        tx(
-            &g,
-            RdfFormat::Turtle,
-            "_:b <http://p> \"1\" ; <http://q> _:c .",
-            1,
-        ),
-        tx(
-            &g,
-            RdfFormat::NQuads,
-            "<http://s> <http://p> \"x\"@en <http://g/shared> .\n_:n <http://p> <http://o> .",
-            2,
-        ),
-        tx(&g, RdfFormat::Turtle, &many_terms("kept", 150), 3),
-        tx(&g, RdfFormat::Turtle, "<http://s> <http://p> 7 .", 4),
-    ];
+    let txs = mixed_txs(&g, (RdfFormat::Turtle, &many_terms("kept", 150)));
     // A block at height 1 that loses to `b1`: its transaction's terms fill several chunks
     // under ids that `b1` and `b2` then use for other terms.
     let lost = tx(&g, RdfFormat::Turtle, &many_terms("lost", 200), 5);
@@ -711,11 +702,7 @@ fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_
     }
     // Compared after a reopen: the prepared writes were durable, the dropped ones are gone.
     let ahead = Store::open(dir_b.path(), &g).expect("reopen");
-    let all = "SELECT ?s ?p ?o ?g WHERE { GRAPH ?g { ?s ?p ?o } } ORDER BY ?g ?s ?p ?o";
-    let rows = select(&plain, all);
-    assert!(rows["results"]["bindings"].as_array().expect("rows").len() > 150);
-    assert_eq!(rows, select(&ahead, all));
-    assert_eq!(plain.triple_count(), ahead.triple_count());
+    assert_same_store(&plain, &ahead, &txs);
     assert!(!ask(
         &ahead,
         "ASK { GRAPH ?g { ?s <http://example.org/lost/observed> ?o } }"
@@ -726,28 +713,6 @@ fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_
             .transactions_by_digest(&lost_digest, 10)
             .expect("lookup")
             .is_empty()
-    );
-    for t in &txs {
-        assert_eq!(
-            plain.tx_digest(&t.id()).expect("digest"),
-            ahead.tx_digest(&t.id()).expect("digest"),
-        );
-        assert_eq!(
-            plain
-                .transaction(&t.id())
-                .expect("read")
-                .map(|(_, loc)| loc),
-            ahead
-                .transaction(&t.id())
-                .expect("read")
-                .map(|(_, loc)| loc),
-        );
-    }
-    assert!(
-        ahead
-            .validate_integrity(&mut |_, _| {})
-            .expect("validate")
-            .ok
     );
 }
 
