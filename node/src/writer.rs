@@ -12,8 +12,9 @@
 //! proposer's block makes it final. When the chain task imports the block expected to be
 //! final next, it asks this thread to prepare its commit ([`StoreWriter::prepare`]: plan,
 //! intern, write the segment, term chunks and digest rows, unreferenced), right behind the
-//! commit of its parent; at finality the commit writes only its commit point, a few
-//! milliseconds. A block that loses a fork costs its preparation and nothing else.
+//! commit of its parent; at finality the commit writes only its commit point (the blocks, the
+//! pending removals, the head and manifest), a small part of the work. A block that loses a
+//! fork costs its preparation and nothing else.
 //!
 //! One thread and one queue keep the writes in the order they were asked for: final blocks are
 //! committed height after height, and a block's pending removal never overtakes its
