@@ -172,7 +172,8 @@ impl StoreWriter {
     }
 
     /// Queues the preparation of `block`'s commit ([`Store::prepare_commit`]): planning it and
-    /// writing its segment, unreferenced, while it waits a slot for finality, so that its
+    /// writing its segment, term chunks and digest rows, unreferenced, while it waits a slot
+    /// for finality, so that its
     /// commit then only writes the commit point. For the block expected to be final next: its
     /// parent must be committed, or queued for commit, by the time the writer gets to it, or
     /// nothing is prepared. A commit of other blocks deletes what was prepared.

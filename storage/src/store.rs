@@ -235,6 +235,34 @@ struct Prepared {
     steps: Vec<WrittenStep>,
 }
 
+impl Prepared {
+    /// Whether this is the commit of `blocks` (by hash) on the store as `live` shows it.
+    fn is_for(&self, live: &View, blocks: &[Hash]) -> bool {
+        self.base == (live.head.hash(), live.next_term_id) && self.blocks == blocks
+    }
+}
+
+/// The hashes of `blocks` if they extend `head` in order; otherwise the first that does not.
+fn extends(head: &BlockHeader, blocks: &[Block]) -> Result<Vec<Hash>, StorageError> {
+    let mut expected = (head.height + 1, head.hash());
+    let mut hashes = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let (h, hash) = (&b.header, b.hash());
+        if h.height != expected.0 || h.parent_hash != expected.1 {
+            return Err(StorageError::NotNextBlock {
+                expected_height: expected.0,
+                expected_parent: expected.1,
+                got_height: h.height,
+                got_parent: h.parent_hash,
+                got_hash: hash,
+            });
+        }
+        expected = (h.height + 1, hash);
+        hashes.push(hash);
+    }
+    Ok(hashes)
+}
+
 /// A [`Step`] whose segment, term chunks and digest rows are written (protocol step 1): what
 /// its commit point still has to write.
 struct WrittenStep {
@@ -246,7 +274,7 @@ struct WrittenStep {
     data_triples: u64,
     next_term_id: u64,
     head: BlockHeader,
-    digests: Vec<(Hash, u64, u32, Result<CanonicalDigest, DigestError>)>,
+    digests: Vec<DigestEntry>,
     governance_heights: Vec<u64>,
 }
 
@@ -282,14 +310,12 @@ fn hash_value(v: &[u8], what: &str) -> Result<Hash, StorageError> {
     Ok(Hash(b))
 }
 
-/// The digest index rows of a transaction at `height`, `index`: by transaction id, and by
-/// digest value (when it has one).
-fn digest_rows(
-    tx: &Hash,
-    height: u64,
-    index: u32,
-    digest: &Result<CanonicalDigest, DigestError>,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// A transaction's id, height, index and canonical digest, for the digest index.
+type DigestEntry = (Hash, u64, u32, Result<CanonicalDigest, DigestError>);
+
+/// The digest index rows of a transaction: by transaction id, and by digest value and
+/// position (when it has a digest).
+fn digest_rows((tx, height, index, digest): &DigestEntry) -> Vec<(Vec<u8>, Vec<u8>)> {
     let by_tx = [&[DIGEST_BY_TX][..], &tx.0].concat();
     match digest {
         Ok(d) => {
@@ -716,7 +742,7 @@ struct Step {
     next_term_id: u64,
     head: Option<BlockHeader>,
     /// Each transaction's id, height, index and canonical digest.
-    digests: Vec<(Hash, u64, u32, Result<CanonicalDigest, DigestError>)>,
+    digests: Vec<DigestEntry>,
     /// Heights of blocks carrying governance items.
     governance_heights: Vec<u64>,
 }
@@ -1344,46 +1370,23 @@ impl Store {
         parsed: &HashMap<Hash, Arc<ParsedTx>>,
     ) -> Result<CommitStats, StorageError> {
         let mut w = self.writer()?;
-        let prepared = w.take();
-        if blocks.is_empty() {
-            if let Some(p) = prepared {
-                self.discard(p.steps);
-            }
-            return Ok(CommitStats::default());
-        }
-        let head = self.final_head()?;
-        let mut expected = (head.height + 1, head.hash());
-        for b in blocks {
-            let h = &b.header;
-            if h.height != expected.0 || h.parent_hash != expected.1 {
-                return Err(StorageError::NotNextBlock {
-                    expected_height: expected.0,
-                    expected_parent: expected.1,
-                    got_height: h.height,
-                    got_parent: h.parent_hash,
-                    got_hash: b.hash(),
-                });
-            }
-            expected = (h.height + 1, b.hash());
-        }
         let live = self.inner.live();
-        let current = (live.head.hash(), live.next_term_id);
-        let prepared = match prepared {
-            Some(p)
-                if p.base == current
-                    && p.blocks.len() == blocks.len()
-                    && p.blocks.iter().zip(blocks).all(|(h, b)| *h == b.hash()) =>
-            {
-                Some(p)
-            }
-            Some(p) => {
+        let linked = extends(&live.head, blocks);
+        let prepared = match (w.take(), &linked) {
+            (Some(p), Ok(hashes)) if p.is_for(&live, hashes) => Some(p),
+            (Some(p), _) => {
                 // Prepared for other blocks (a fork that lost) or on another head: its
-                // unreferenced writes go before this commit writes chunks under the same ids.
+                // unreferenced writes go before any other commit writes chunks under the same
+                // ids, including one refused here.
                 self.discard(p.steps);
                 None
             }
-            None => None,
+            (None, _) => None,
         };
+        linked?;
+        if blocks.is_empty() {
+            return Ok(CommitStats::default());
+        }
         let mut stats = CommitStats {
             prepared: prepared.is_some(),
             ..CommitStats::default()
@@ -1431,23 +1434,14 @@ impl Store {
     ) -> Result<bool, StorageError> {
         let mut w = self.writer()?;
         let live = self.inner.live();
-        let base = (live.head.hash(), live.next_term_id);
-        let hashes: Vec<Hash> = blocks.iter().map(Block::hash).collect();
-        if let Some(p) = w.as_ref()
-            && p.base == base
-            && p.blocks == hashes
-        {
+        let Ok(hashes) = extends(&live.head, blocks) else {
+            return Ok(false);
+        };
+        if w.as_ref().is_some_and(|p| p.is_for(&live, &hashes)) {
             return Ok(true);
         }
         if let Some(p) = w.take() {
             self.discard(p.steps);
-        }
-        let mut parent = (live.head.height, base.0);
-        for (b, hash) in blocks.iter().zip(&hashes) {
-            if b.header.height != parent.0 + 1 || b.header.parent_hash != parent.1 {
-                return Ok(false);
-            }
-            parent = (b.header.height, *hash);
         }
         if blocks.is_empty() {
             return Ok(false);
@@ -1455,7 +1449,7 @@ impl Store {
         let planned = self.plan(blocks, parsed, &live)?;
         let steps = self.write_steps(planned)?;
         *w = Some(Prepared {
-            base,
+            base: (live.head.hash(), live.next_term_id),
             blocks: hashes,
             steps,
         });
@@ -1484,10 +1478,8 @@ impl Store {
             }
             gone = gone.and(i.terms.apply_batch(stale).map_err(StorageError::from));
             let mut rows = sled::Batch::default();
-            for (tx, height, index, digest) in &step.digests {
-                for (k, _) in digest_rows(tx, *height, *index, digest) {
-                    rows.remove(k);
-                }
+            for (k, _) in step.digests.iter().flat_map(digest_rows) {
+                rows.remove(k);
             }
             gone = gone.and(i.digests.apply_batch(rows).map_err(StorageError::from));
             if let Err(e) = gone {
@@ -1609,21 +1601,17 @@ impl Store {
     }
 
     /// Protocol step 1 for planned steps: writes each step's segment, term chunks and digest
-    /// rows, then flushes. If a write fails, what was written is deleted (or left to the next open).
+    /// rows, then flushes. If a write fails, what was written is deleted (or left to the next
+    /// open).
     fn write_steps(&self, steps: Vec<Step>) -> Result<Vec<WrittenStep>, StorageError> {
         let mut written = Vec::with_capacity(steps.len());
-        let mut result = Ok(());
-        for step in steps {
-            match self.write_step(step) {
-                Ok(Some(w)) => written.push(w),
-                Ok(None) => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        result = result.and_then(|()| self.inner.db.flush().map(drop).map_err(Into::into));
+        let result = steps
+            .into_iter()
+            .try_for_each(|step| {
+                written.extend(self.write_step(step)?);
+                Ok(())
+            })
+            .and_then(|()| Ok(self.inner.db.flush().map(drop)?));
         match result {
             Ok(()) => Ok(written),
             Err(e) => {
@@ -1634,7 +1622,8 @@ impl Store {
     }
 
     /// Writes one step's segment, term chunks and digest rows, unreferenced (not flushed).
-    /// `None` for a step without blocks.
+    /// `None` for a step without blocks. On error what it wrote is deleted (or, if the
+    /// database fails that too, at the next open).
     fn write_step(&self, step: Step) -> Result<Option<WrittenStep>, StorageError> {
         let i = &self.inner;
         let Some(head) = step.head else {
@@ -1642,48 +1631,19 @@ impl Store {
         };
         let seg_id = i.next_segment_id.fetch_add(1, Ordering::SeqCst);
         let mut sink = BatchSink::new(&i.segments);
-        let built = segment::build(seg_id, step.data, &mut sink);
-        let seg = match built.map_err(StorageError::from).and_then(|seg| {
-            sink.finish()?;
-            Ok(seg)
-        }) {
+        let built = segment::build(seg_id, step.data, &mut sink)
+            .map_err(StorageError::from)
+            .and_then(|seg| sink.finish().map(|()| seg));
+        let seg = match built {
             Ok(seg) => seg,
             Err(e) => {
-                // Pages of the half-written segment: unreferenced, deleted now or at open.
                 let _ = remove_prefix(&i.segments, &seg_id.to_be_bytes());
                 return Err(e);
             }
         };
-        // Chunks above the manifest's next term id are stale until the step commits (and
-        // removed at open if it never does): they need no batch of their own.
-        let chunks: Vec<u64> = step.chunks.iter().map(|(first, _)| *first).collect();
-        let mut terms = BatchSink::new(&i.terms);
-        let mut wrote = Ok(());
-        for (first, chunk) in step.chunks {
-            wrote = terms
-                .put(first.to_be_bytes().to_vec(), chunk)
-                .map_err(Into::into);
-            if wrote.is_err() {
-                break;
-            }
-        }
-        // Digest rows of transactions that are not final are not read (`tx_digest`,
-        // `transactions_by_digest`): they need no atomicity with the commit point either.
-        if wrote.is_ok() {
-            let mut rows = BatchSink::new(&i.digests);
-            for (tx, height, index, digest) in &step.digests {
-                for (k, v) in digest_rows(tx, *height, *index, digest) {
-                    wrote = rows.put(k, v).map_err(Into::into);
-                    if wrote.is_err() {
-                        break;
-                    }
-                }
-            }
-            wrote = wrote.and_then(|()| rows.finish());
-        }
         let written = WrittenStep {
             seg,
-            chunks,
+            chunks: step.chunks.iter().map(|(first, _)| *first).collect(),
             blocks: step.blocks,
             stats: step.stats,
             data_triples: step.data_triples,
@@ -1692,13 +1652,35 @@ impl Store {
             digests: step.digests,
             governance_heights: step.governance_heights,
         };
-        match wrote.and_then(|()| terms.finish()) {
+        match self.write_rows(step.chunks, &written.digests) {
             Ok(()) => Ok(Some(written)),
             Err(e) => {
                 self.discard(vec![written]);
                 Err(e)
             }
         }
+    }
+
+    /// Writes term chunks and digest rows. Chunks above the manifest's next term id are stale
+    /// until their step commits (and removed at open if it never does), and digest rows of
+    /// transactions that are not final are not read (`tx_digest`, `transactions_by_digest`):
+    /// neither needs atomicity with the commit point.
+    fn write_rows(
+        &self,
+        chunks: Vec<(u64, Vec<u8>)>,
+        digests: &[DigestEntry],
+    ) -> Result<(), StorageError> {
+        let i = &self.inner;
+        let mut terms = BatchSink::new(&i.terms);
+        for (first, chunk) in chunks {
+            terms.put(first.to_be_bytes().to_vec(), chunk)?;
+        }
+        terms.finish()?;
+        let mut rows = BatchSink::new(&i.digests);
+        for (k, v) in digests.iter().flat_map(digest_rows) {
+            rows.put(k, v)?;
+        }
+        rows.finish()
     }
 
     /// Writes one step: segment, terms and digest rows, flush; then its commit point

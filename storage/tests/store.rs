@@ -644,6 +644,15 @@ fn many_terms(tag: &str, n: usize) -> String {
         .collect()
 }
 
+/// The canonical digest of `t`'s document.
+fn digest_of(t: &Transaction) -> [u8; 32] {
+    *ParsedTx::parse(&t.id(), t)
+        .expect("parses")
+        .digest()
+        .as_ref()
+        .expect("has a digest")
+}
+
 #[test]
 fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_nothing() {
     let g = genesis();
@@ -651,11 +660,7 @@ fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_
     // A block at height 1 that loses to `b1`: its transaction's terms fill several chunks
     // under ids that `b1` and `b2` then use for other terms.
     let lost = tx(&g, RdfFormat::Turtle, &many_terms("lost", 200), 5);
-    let lost_digest = *ParsedTx::parse(&lost.id(), &lost)
-        .expect("parses")
-        .digest()
-        .as_ref()
-        .expect("has a digest");
+    let lost_digest = digest_of(&lost);
     let fork = block(&g, &g.block(), vec![lost.clone(), txs[3].clone()]);
     let b1 = block(&g, &g.block(), txs[..2].to_vec());
     let b2 = block(&g, &b1, txs[2..].to_vec());
@@ -685,6 +690,11 @@ fn a_prepared_commit_stores_what_a_plain_commit_stores_and_a_dropped_one_leaves_
                 .expect("lookup")
                 .is_empty()
         );
+        // A refused commit drops the preparation too (its chunks would shadow b1's terms).
+        assert!(matches!(
+            ahead.commit_final(std::slice::from_ref(&b2)),
+            Err(StorageError::NotNextBlock { .. })
+        ));
         let stats = ahead
             .commit_final(std::slice::from_ref(&b1))
             .expect("commit 1");
@@ -721,11 +731,7 @@ fn a_commit_prepared_before_a_crash_leaves_no_trace_after_reopening() {
     let g = genesis();
     let dir = tempfile::tempdir().expect("tempdir");
     let lost = tx(&g, RdfFormat::Turtle, &many_terms("crash", 200), 1);
-    let lost_digest = *ParsedTx::parse(&lost.id(), &lost)
-        .expect("parses")
-        .digest()
-        .as_ref()
-        .expect("has a digest");
+    let lost_digest = digest_of(&lost);
     let first = block(&g, &g.block(), vec![lost.clone()]);
     {
         let store = Store::open(dir.path(), &g).expect("open");
