@@ -1,9 +1,13 @@
-//! Oxigraph on ProvChain's storage benchmark: the same supply-chain documents, signed into
-//! the same blocks (same keys, timestamps and transaction ids) as
-//! `cargo bench -p provchain-storage --bench storage`, ingested block by block — each
-//! transaction's statements in its own named graph `urn:provchain:tx:<id>` plus the same
-//! number of chain-metadata statements in `urn:provchain:chain` — then the same SPARQL
-//! queries. Prints figures.
+//! ProvChain's storage and Oxigraph side by side, in one process, on the same data: the
+//! supply-chain documents of `cargo bench -p provchain-storage --bench storage` (its workload
+//! module, included below), signed into the same blocks (same keys, timestamps and
+//! transaction ids). Each block is committed to a ProvChain store (sled, flushed per block,
+//! documents parsed at commit) and ingested into Oxigraph — each transaction's statements in
+//! its own named graph `urn:provchain:tx:<id>` plus the same number of chain-metadata
+//! statements in `urn:provchain:chain` — and the same SPARQL queries then run against both,
+//! one after the other for each query, with the default graph as the union of all graphs.
+//! Both must give the same number of answers for every query; the program stops with an
+//! error otherwise. Prints figures; asserts no timing.
 //!
 //! ```text
 //! cargo run --release [--features rocksdb] -- [--blocks 100] [--txs 100] [--triples 10] [--queries 2000]
@@ -12,150 +16,24 @@
 //! Oxigraph runs in memory (default) or on RocksDB (`--features rocksdb`; its commits go to
 //! RocksDB's write-ahead log without an fsync each, where ProvChain flushes every block).
 //!
-//! Not the same process as ProvChain's benchmark: oxigraph 0.5 turns on spargebra features
-//! (`sep-0002`, `sep-0006`) that sophia_sparql 0.10 does not handle, so one binary cannot
-//! link both.
+//! Oxigraph is taken at 0.4: oxigraph 0.5 shares spargebra 0.4 with sophia_sparql 0.10 and
+//! turns on spargebra features (`sep-0002`, `sep-0006`) that sophia_sparql does not handle,
+//! so the two cannot link into one binary; oxigraph 0.4 brings its own spargebra 0.3.
 
 use std::time::{Duration, Instant};
 
 use oxigraph::io::{RdfFormat as OxFormat, RdfParser};
-use oxigraph::model::{GraphNameRef, Literal, NamedNode, Quad};
-use oxigraph::sparql::{QueryResults, SparqlEvaluator};
+use oxigraph::model::{GraphName, Literal, NamedNode, Quad, Term};
+use oxigraph::sparql::{Query, QueryResults};
+use oxigraph::store::LoaderError;
 use provchain_consensus::{Block, Genesis, Keypair, RdfFormat, Transaction, TxBody};
+use provchain_storage::{QueryLimits, Store};
 
-const EX: &str = "http://example.org/supply/";
+#[path = "../../../storage/benches/workload.rs"]
+mod workload;
+use workload::document;
 
-/// One transaction's document: exactly `triples` statements (at least 8) of supply-chain
-/// provenance, event `n` of run `run`. Turtle is written the way clients write it (prefixes,
-/// `;` lists, `a`); N-Triples in full.
-pub fn document(run: u64, n: u64, triples: usize, format: RdfFormat) -> String {
-    let base = format!("{EX}r{run}/");
-    let kind = n % 3;
-    // An earlier production batch of this run: the input this event used or derives from.
-    let prev = n.saturating_sub(1 + n % 17);
-    let prev = prev - prev % 3;
-    let iri = |s: String| format!("<{base}{s}>");
-    let shared = |s: String| format!("<{EX}{s}>");
-    let prov = |s: &str| format!("<http://www.w3.org/ns/prov#{s}>");
-    let lit = |v: String, dt: &str| format!("\"{v}\"^^<http://www.w3.org/2001/XMLSchema#{dt}>");
-    let a = "<http://www.w3.org/1999/02/22-rdf-syntax-ns#type>".to_owned();
-    let (subject, activity, class) = match kind {
-        0 => (
-            iri(format!("batch/{n}")),
-            iri(format!("production/{n}")),
-            "ProductBatch",
-        ),
-        1 => (
-            iri(format!("shipment/{n}")),
-            iri(format!("transport/{n}")),
-            "Shipment",
-        ),
-        _ => (
-            iri(format!("reading/{n}")),
-            iri(format!("measurement/{n}")),
-            "SensorReading",
-        ),
-    };
-    let time = format!(
-        "2026-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        1 + n % 12,
-        1 + n % 28,
-        n % 24,
-        n % 60,
-        (n / 60) % 60
-    );
-    let mut st: Vec<(String, String, String)> = vec![
-        (subject.clone(), a.clone(), shared(class.into())),
-        (subject.clone(), a.clone(), prov("Entity")),
-        (subject.clone(), prov("wasGeneratedBy"), activity.clone()),
-        (activity.clone(), a.clone(), prov("Activity")),
-        (
-            activity.clone(),
-            prov("wasAssociatedWith"),
-            shared(format!("agent/{}", n % 40)),
-        ),
-        (activity.clone(), prov("endedAtTime"), lit(time, "dateTime")),
-        (activity.clone(), prov("used"), iri(format!("batch/{prev}"))),
-        (
-            subject.clone(),
-            prov("wasDerivedFrom"),
-            iri(format!("batch/{prev}")),
-        ),
-    ];
-    let mut extra = 0u64;
-    while st.len() < triples {
-        let (p, o) = match (kind, extra % 4) {
-            (0, 0) => ("quantityKg", lit(format!("{}.5", 100 + n % 900), "decimal")),
-            (0, 1) => ("lotNumber", format!("\"LOT-{run}-{n:08}\"")),
-            (1, 0) => ("destination", shared(format!("site/{}", n % 25))),
-            (1, 1) => ("containerId", format!("\"CONT-{:06}\"", n * 7 % 999_983)),
-            (_, 0) => (
-                "temperatureC",
-                lit(format!("{}.{}", n % 12, n % 10), "decimal"),
-            ),
-            (_, 1) => ("humidityPct", lit(format!("{}", 30 + n % 50), "integer")),
-            (_, 2) => ("sensor", shared(format!("sensor/{}", n % 200))),
-            _ => ("note", format!("\"event {n} detail {extra}\"@en")),
-        };
-        st.push((subject.clone(), shared(p.into()), o));
-        extra += 1;
-    }
-    st.truncate(triples.max(1));
-    let mut doc = String::with_capacity(st.len() * 120);
-    if format != RdfFormat::Turtle {
-        for (s, p, o) in &st {
-            doc.push_str(s);
-            doc.push(' ');
-            doc.push_str(p);
-            doc.push(' ');
-            doc.push_str(o);
-            doc.push_str(" .\n");
-        }
-        return doc;
-    }
-    doc.push_str("@prefix ex: <http://example.org/supply/> .\n");
-    doc.push_str("@prefix prov: <http://www.w3.org/ns/prov#> .\n");
-    doc.push_str("@prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n");
-    let short = |t: &str| -> String {
-        for (ns, pfx) in [(EX, "ex:"), ("http://www.w3.org/ns/prov#", "prov:")] {
-            if let Some(local) = t
-                .strip_prefix('<')
-                .and_then(|x| x.strip_prefix(ns))
-                .and_then(|x| x.strip_suffix('>'))
-                .filter(|x| x.chars().all(|c| c.is_ascii_alphanumeric()))
-            {
-                return format!("{pfx}{local}");
-            }
-        }
-        if t == a {
-            return "a".into();
-        }
-        match t.split_once("^^<http://www.w3.org/2001/XMLSchema#") {
-            Some((lex, dt)) if t.starts_with('"') => {
-                format!("{lex}^^xsd:{}", dt.trim_end_matches('>'))
-            }
-            _ => t.to_owned(),
-        }
-    };
-    let mut last = "";
-    for (s, p, o) in &st {
-        if s == last {
-            doc.push_str(" ;\n    ");
-        } else {
-            if !last.is_empty() {
-                doc.push_str(" .\n");
-            }
-            doc.push_str(s);
-            doc.push(' ');
-            last = s;
-        }
-        doc.push_str(&short(p));
-        doc.push(' ');
-        doc.push_str(&short(o));
-    }
-    doc.push_str(" .\n");
-    doc
-}
+type Error = Box<dyn std::error::Error>;
 
 fn arg(name: &str, default: u64) -> u64 {
     std::env::args()
@@ -165,6 +43,7 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// User + system CPU seconds of this process so far (all threads), from /proc.
 fn cpu_seconds() -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
@@ -179,18 +58,23 @@ fn cpu_seconds() -> f64 {
     (t(11) + t(12)) / 100.0
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
+/// Resident memory of this process, MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
-/// A query whose default graph is the union of all graphs, as in ProvChain.
-fn union_query(
-    q: &str,
-) -> Result<oxigraph::sparql::PreparedSparqlQuery, Box<dyn std::error::Error>> {
-    let mut prepared = SparqlEvaluator::new().parse_query(q)?;
-    prepared.dataset_mut().set_default_graph_as_union();
-    Ok(prepared)
+fn micros(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
 }
 
 fn iri(s: String) -> NamedNode {
@@ -204,27 +88,17 @@ fn int(n: u64) -> Literal {
     )
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let blocks = arg("--blocks", 100);
-    let txs_per_block = arg("--txs", 100);
-    let triples = arg("--triples", 10) as usize;
-    let queries = arg("--queries", 2000);
+/// The blocks of the run: `blocks` blocks of `txs` transactions of `triples` statements.
+fn chain(genesis: &Genesis, blocks: u64, txs: u64, triples: usize) -> Vec<Block> {
     let authority = Keypair::from_secret([1; 32]);
     let node = Keypair::from_secret([2; 32]);
-    let genesis = Genesis {
-        network_id: "bench".into(),
-        authorities: vec![authority.public()],
-        block_interval_ms: 1000,
-        governance: Default::default(),
-    };
     let gh = genesis.hash();
-    eprintln!("generating {blocks} blocks of {txs_per_block} transactions x {triples} triples...");
-    let mut chain: Vec<Block> = Vec::new();
     let mut parent = genesis.block().header;
+    let mut chain = Vec::with_capacity(blocks as usize);
     for b in 0..blocks {
-        let txs: Vec<Transaction> = (0..txs_per_block)
+        let body: Vec<Transaction> = (0..txs)
             .map(|t| {
-                let n = b * txs_per_block + t;
+                let n = b * txs + t;
                 Transaction::sign(
                     TxBody {
                         format: RdfFormat::Turtle,
@@ -243,57 +117,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &parent,
             slot,
             1_700_000_000_000 + slot * 1000,
-            txs,
+            body,
             &authority,
             &gh,
         );
         parent = block.header.clone();
         chain.push(block);
     }
-    let data_triples = (blocks * txs_per_block) as f64 * triples as f64;
+    chain
+}
 
-    // Oxigraph: the same documents, each in its transaction's graph, and the same number of
-    // chain-metadata statements, one transaction per block.
-    let oxdir = tempfile::tempdir()?;
-    #[cfg(feature = "rocksdb")]
-    let (ox, ox_kind) = (
-        oxigraph::store::Store::open(oxdir.path())?,
-        "Oxigraph 0.5 (RocksDB)",
-    );
-    #[cfg(not(feature = "rocksdb"))]
-    let (ox, ox_kind) = (oxigraph::store::Store::new()?, "Oxigraph 0.5 (in memory)");
-    let _ = &oxdir;
-    let chain_graph = iri("urn:provchain:chain".into());
+/// One block into Oxigraph, in one transaction: the block's metadata and, per transaction,
+/// its document in the transaction's graph and its metadata, as ProvChain stores them.
+fn ox_ingest(ox: &oxigraph::store::Store, b: &Block, triples: u64) -> Result<(), LoaderError> {
+    let chain_graph = GraphName::NamedNode(iri("urn:provchain:chain".into()));
     let prov = |s: &str| iri(format!("http://www.w3.org/ns/prov#{s}"));
     let pcv = |s: &str| iri(format!("urn:provchain:vocab#{s}"));
-    let (t0, c0) = (Instant::now(), cpu_seconds());
-    for b in &chain {
-        let mut t = ox.start_transaction()?;
-        let bnode = iri(format!("urn:provchain:block:{}", b.hash().to_hex()));
-        let g = GraphNameRef::NamedNode(chain_graph.as_ref());
-        for (p, o) in [
-            (pcv("height"), int(b.header.height).into()),
-            (pcv("slot"), int(b.header.slot).into()),
-            (
-                pcv("parent"),
-                iri(format!(
-                    "urn:provchain:block:{}",
-                    b.header.parent_hash.to_hex()
-                ))
-                .into(),
-            ),
-            (
-                pcv("proposer"),
-                iri(format!("urn:provchain:node:{}", b.header.proposer.to_hex())).into(),
-            ),
-            (prov("generatedAtTime"), int(b.header.timestamp_ms).into()),
-            (
-                iri("http://www.w3.org/1999/02/22-rdf-syntax-ns#type".into()),
-                pcv("Block").into(),
-            ),
-        ] {
-            let o: oxigraph::model::Term = o;
-            t.insert(&Quad::new(bnode.clone(), p, o, g.into_owned()));
+    let rdf_type = || iri("http://www.w3.org/1999/02/22-rdf-syntax-ns#type".into());
+    let block_iri = iri(format!("urn:provchain:block:{}", b.hash().to_hex()));
+    let block_meta: Vec<(NamedNode, Term)> = vec![
+        (pcv("height"), int(b.header.height).into()),
+        (pcv("slot"), int(b.header.slot).into()),
+        (
+            pcv("parent"),
+            iri(format!(
+                "urn:provchain:block:{}",
+                b.header.parent_hash.to_hex()
+            ))
+            .into(),
+        ),
+        (
+            pcv("proposer"),
+            iri(format!("urn:provchain:node:{}", b.header.proposer.to_hex())).into(),
+        ),
+        (prov("generatedAtTime"), int(b.header.timestamp_ms).into()),
+        (rdf_type(), pcv("Block").into()),
+    ];
+    ox.transaction(|mut t| {
+        for (p, o) in &block_meta {
+            t.insert(&Quad::new(
+                block_iri.clone(),
+                p.clone(),
+                o.clone(),
+                chain_graph.clone(),
+            ))?;
         }
         for (index, tx) in b.transactions.iter().enumerate() {
             let txg = iri(format!("urn:provchain:tx:{}", tx.id().to_hex()));
@@ -301,112 +168,232 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 RdfParser::from_format(OxFormat::Turtle).with_default_graph(txg.clone()),
                 tx.body.data.as_bytes(),
             )?;
-            for (p, o) in [
-                (
-                    iri("http://www.w3.org/1999/02/22-rdf-syntax-ns#type".into()),
-                    prov("Entity").into(),
-                ),
+            let meta: [(NamedNode, Term); 7] = [
+                (rdf_type(), prov("Entity").into()),
                 (
                     prov("wasAttributedTo"),
                     iri(format!("urn:provchain:node:{}", tx.body.submitter.to_hex())).into(),
                 ),
                 (prov("generatedAtTime"), int(tx.body.timestamp_ms).into()),
-                (pcv("inBlock"), bnode.clone().into()),
+                (pcv("inBlock"), block_iri.clone().into()),
                 (pcv("index"), int(index as u64).into()),
-                (pcv("tripleCount"), int(triples as u64).into()),
+                (pcv("tripleCount"), int(triples).into()),
                 (pcv("format"), Literal::new_simple_literal("turtle").into()),
-            ] {
-                let o: oxigraph::model::Term = o;
-                t.insert(&Quad::new(txg.clone(), p, o, g.into_owned()));
+            ];
+            for (p, o) in meta {
+                t.insert(&Quad::new(txg.clone(), p, o, chain_graph.clone()))?;
             }
         }
-        t.commit()?;
+        Ok(())
+    })
+}
+
+/// Answers of a ProvChain SPARQL result (rows, or 1 / 0 for ASK).
+fn provchain_answers(store: &Store, q: &str, limits: &QueryLimits) -> Result<usize, Error> {
+    let out = store.sparql(q, limits)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.body)?;
+    if let Some(b) = v.get("boolean").and_then(|b| b.as_bool()) {
+        return Ok(usize::from(b));
+    }
+    v.pointer("/results/bindings")
+        .and_then(|b| b.as_array())
+        .map(|b| b.len())
+        .ok_or_else(|| format!("not a SPARQL JSON result: {q}").into())
+}
+
+/// Answers of an Oxigraph query run with the union of all graphs as its default graph.
+fn oxigraph_answers(ox: &oxigraph::store::Store, q: &str) -> Result<usize, Error> {
+    let mut query = Query::parse(q, None)?;
+    query.dataset_mut().set_default_graph_as_union();
+    Ok(match ox.query(query)? {
+        QueryResults::Boolean(v) => usize::from(v),
+        QueryResults::Solutions(s) => s.collect::<Result<Vec<_>, _>>()?.len(),
+        QueryResults::Graph(g) => g.collect::<Result<Vec<_>, _>>()?.len(),
+    })
+}
+
+/// The value of the first binding of a one-row `COUNT` result, from either store.
+fn count_value_provchain(store: &Store, q: &str, limits: &QueryLimits) -> Result<String, Error> {
+    let out = store.sparql(q, limits)?;
+    let v: serde_json::Value = serde_json::from_slice(&out.body)?;
+    v.pointer("/results/bindings/0/n/value")
+        .and_then(|n| n.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no count in the answer to {q}").into())
+}
+
+fn count_value_oxigraph(ox: &oxigraph::store::Store, q: &str) -> Result<String, Error> {
+    let mut query = Query::parse(q, None)?;
+    query.dataset_mut().set_default_graph_as_union();
+    if let QueryResults::Solutions(mut s) = ox.query(query)?
+        && let Some(Term::Literal(n)) = s.next().transpose()?.and_then(|r| r.get("n").cloned())
+    {
+        return Ok(n.value().to_owned());
+    }
+    Err(format!("no count in the answer to {q}").into())
+}
+
+fn main() -> Result<(), Error> {
+    let blocks = arg("--blocks", 100);
+    let txs = arg("--txs", 100);
+    let triples = arg("--triples", 10);
+    let queries = arg("--queries", 2000);
+    let genesis = Genesis {
+        network_id: "bench".into(),
+        authorities: vec![Keypair::from_secret([1; 32]).public()],
+        block_interval_ms: 1000,
+        governance: Default::default(),
+    };
+    eprintln!("signing {blocks} blocks of {txs} transactions x {triples} triples...");
+    let chain = chain(&genesis, blocks, txs, triples as usize);
+    let data_triples = (blocks * txs * triples) as f64;
+    println!(
+        "ingest of {blocks} blocks x {txs} tx x {triples} triples ({data_triples:.0} data triples), one block at a time:"
+    );
+
+    // ProvChain: the node's store, segment merges on their own thread as the node runs them;
+    // timed until the last merge due has finished.
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_with_cache(&dir.path().join("provchain"), &genesis, 64 << 20)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let merger = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = store.merge_segments() {
+                    eprintln!("merge failed: {e}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let rss0 = rss_mib();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for b in &chain {
+        store.commit_final(std::slice::from_ref(b))?;
+    }
+    while store.merge_due() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (pc_wall, pc_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = merger.join();
+    let rss1 = rss_mib();
+    println!(
+        "  {:<32} {:>9.0} data triples/s  ({:>7.0} per CPU-s)  {} quads stored, RSS +{:.0} MiB",
+        "ProvChain (sled, flush per block)",
+        data_triples / pc_wall,
+        data_triples / pc_cpu.max(1e-9),
+        store.triple_count(),
+        rss1 - rss0
+    );
+
+    #[cfg(feature = "rocksdb")]
+    let (ox, ox_kind) = (
+        oxigraph::store::Store::open(dir.path().join("oxigraph"))?,
+        "Oxigraph 0.4 (RocksDB)",
+    );
+    #[cfg(not(feature = "rocksdb"))]
+    let (ox, ox_kind) = (oxigraph::store::Store::new()?, "Oxigraph 0.4 (in memory)");
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for b in &chain {
+        ox_ingest(&ox, b, triples)?;
     }
     let (ox_wall, ox_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-    let ox_quads = ox.len()?;
-
     println!(
-        "ingest of {blocks} blocks x {txs_per_block} tx x {triples} triples ({data_triples:.0} data triples):"
-    );
-    println!(
-        "  {ox_kind:<44} {:>9.0} data triples/s  ({:>7.0} per CPU-s)  {ox_quads} quads stored",
+        "  {ox_kind:<32} {:>9.0} data triples/s  ({:>7.0} per CPU-s)  {} quads stored, RSS +{:.0} MiB",
         data_triples / ox_wall,
-        data_triples / ox_cpu.max(1e-9)
+        data_triples / ox_cpu.max(1e-9),
+        ox.len()?,
+        rss_mib() - rss1
     );
+    drop(chain);
 
-    let items = blocks * txs_per_block;
+    let limits = QueryLimits {
+        timeout: Duration::from_secs(60),
+        max_rows: 10_000_000,
+    };
+    let items = blocks * txs;
     let base = "http://example.org/supply/r1/";
+    let entity = move |n: u64| {
+        let (kind, act) = [
+            ("batch", "production"),
+            ("shipment", "transport"),
+            ("reading", "measurement"),
+        ][(n % 3) as usize];
+        (format!("<{base}{kind}/{n}>"), format!("<{base}{act}/{n}>"))
+    };
     type Case = (&'static str, Box<dyn Fn(u64) -> String>);
     let cases: Vec<Case> = vec![
         (
             "point lookup (ASK one triple)",
             Box::new(move |n| {
-                let (kind, act) = [
-                    ("batch", "production"),
-                    ("shipment", "transport"),
-                    ("reading", "measurement"),
-                ][(n % 3) as usize];
-                format!(
-                    "ASK {{ <{base}{kind}/{n}> <http://www.w3.org/ns/prov#wasGeneratedBy> <{base}{act}/{n}> }}"
-                )
+                let (e, a) = entity(n);
+                format!("ASK {{ {e} <http://www.w3.org/ns/prov#wasGeneratedBy> {a} }}")
             }),
         ),
         (
             "subject lookup (~10 rows)",
             Box::new(move |n| {
-                let kind = ["batch", "shipment", "reading"][(n % 3) as usize];
-                format!("SELECT ?p ?o WHERE {{ <{base}{kind}/{n}> ?p ?o }}")
+                let (e, _) = entity(n);
+                format!("SELECT ?p ?o WHERE {{ {e} ?p ?o }}")
             }),
         ),
         (
             "provenance (GRAPH ?g + metadata)",
             Box::new(move |n| {
-                let (kind, act) = [
-                    ("batch", "production"),
-                    ("shipment", "transport"),
-                    ("reading", "measurement"),
-                ][(n % 3) as usize];
+                let (e, a) = entity(n);
                 format!(
-                    "SELECT ?g ?who WHERE {{ GRAPH ?g {{ <{base}{kind}/{n}> <http://www.w3.org/ns/prov#wasGeneratedBy> <{base}{act}/{n}> }} \
-                     GRAPH <urn:provchain:chain> {{ ?g <http://www.w3.org/ns/prov#wasAttributedTo> ?who }} }}"
+                    "SELECT ?g ?who ?block WHERE {{ GRAPH ?g {{ {e} <http://www.w3.org/ns/prov#wasGeneratedBy> {a} }} \
+                     GRAPH <urn:provchain:chain> {{ ?g <http://www.w3.org/ns/prov#wasAttributedTo> ?who ; \
+                     <urn:provchain:vocab#inBlock> ?block }} }}"
                 )
             }),
         ),
     ];
-    println!("queries at this size ({queries} each, p50 / p99):");
+    println!(
+        "queries ({queries} of each, spread over the dataset, the two stores in turn; p50 / p99):"
+    );
     for (name, make) in &cases {
-        let mut b = Vec::new();
+        let (mut pc, mut oxt) = (Vec::new(), Vec::new());
         for i in 0..queries {
-            let n = (i * 7919 + 13) % items;
-            let q = make(n);
+            let q = make((i * 7919 + 13) % items.max(1));
             let t = Instant::now();
-            let rows = match union_query(&q)?.on_store(&ox).execute()? {
-                QueryResults::Boolean(v) => usize::from(v),
-                QueryResults::Solutions(s) => s.count(),
-                QueryResults::Graph(g) => g.count(),
-            };
-            b.push(t.elapsed());
-            assert!(rows > 0, "{q}");
+            let a = provchain_answers(&store, &q, &limits)?;
+            pc.push(t.elapsed());
+            let t = Instant::now();
+            let b = oxigraph_answers(&ox, &q)?;
+            oxt.push(t.elapsed());
+            if a == 0 || a != b {
+                return Err(format!("answers differ ({a} vs {b}) or none for {q}").into());
+            }
         }
-        b.sort();
+        pc.sort();
+        oxt.sort();
         println!(
-            "  {name:<34} {ox_kind} p50 {:>7.0} µs, p99 {:>7.0} µs",
-            pct(&b, 0.5),
-            pct(&b, 0.99)
+            "  {name:<34} ProvChain {:>6.0} / {:>6.0} µs   {ox_kind} {:>6.0} / {:>6.0} µs",
+            micros(&pc, 0.5),
+            micros(&pc, 0.99),
+            micros(&oxt, 0.5),
+            micros(&oxt, 0.99)
         );
     }
-    let join = "SELECT (COUNT(*) AS ?n) WHERE { ?e <http://www.w3.org/ns/prov#wasGeneratedBy> ?a . ?a <http://www.w3.org/ns/prov#wasAssociatedWith> <http://example.org/supply/agent/7> }";
+    let join = "SELECT (COUNT(*) AS ?n) WHERE { ?e <http://www.w3.org/ns/prov#wasGeneratedBy> ?a . \
+                ?a <http://www.w3.org/ns/prov#wasAssociatedWith> <http://example.org/supply/agent/7> }";
     let t = Instant::now();
-    if let QueryResults::Solutions(s) = union_query(join)?.on_store(&ox).execute()? {
-        for r in s {
-            r?;
-        }
+    let a = count_value_provchain(&store, join, &limits)?;
+    let pc_join = t.elapsed();
+    let t = Instant::now();
+    let b = count_value_oxigraph(&ox, join)?;
+    let ox_join = t.elapsed();
+    if a != b {
+        return Err(format!("join counts differ: {a} vs {b}").into());
     }
-    let b = t.elapsed();
     println!(
-        "  {:<34} {ox_kind} {:>7.1} ms",
+        "  {:<34} ProvChain {:>8.1} ms       {ox_kind} {:>8.1} ms   ({a} rows in both)",
         "two-pattern join (COUNT)",
-        b.as_secs_f64() * 1e3
+        pc_join.as_secs_f64() * 1e3,
+        ox_join.as_secs_f64() * 1e3
     );
     Ok(())
 }
