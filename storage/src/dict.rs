@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::DatasetError;
-use crate::segment::{QuadKey, TermRec, TxRec};
+use crate::segment::{DigestRec, QuadKey, TermRec, TxRec};
 use crate::term::StoreTerm;
 
 /// Entries in each term cache. When full a cache is cleared: crude, but bounded and cheap;
@@ -108,6 +108,7 @@ pub(crate) enum AnyPage {
     Quads(Arc<Vec<QuadKey>>),
     Terms(Arc<Vec<TermRec>>),
     Txs(Arc<Vec<TxRec>>),
+    Digests(Arc<Vec<DigestRec>>),
 }
 
 impl AnyPage {
@@ -116,6 +117,7 @@ impl AnyPage {
             Self::Quads(v) => v.len() * 32,
             Self::Terms(v) => v.len() * 32,
             Self::Txs(v) => v.len() * 64,
+            Self::Digests(v) => v.len() * 80,
         }
     }
 }

@@ -13,23 +13,25 @@
 //!
 //! # Layout
 //!
-//! A segment holds eight *sections* of sorted, unique records:
+//! A segment holds nine *sections* of sorted, unique records:
 //!
 //! | section | records | order |
 //! |---|---|---|
 //! | 0–5 | quads as four term ids, permuted per index (`spog posg ospg gspo gpos gosp`) | key |
 //! | 6 | term dictionary: 128-bit term hash → term id | hash |
 //! | 7 | transactions: tx id → height, index, triple count | tx id |
+//! | 8 | canonical digests: digest, height, index → tx id | digest |
 //!
-//! Each section is cut into pages (up to [`QUAD_PAGE`] / [`TERM_PAGE`] / [`TX_PAGE`]
-//! records), each one sled value in the `segments` tree under
+//! Each section is cut into pages (up to [`QUAD_PAGE`] / [`TERM_PAGE`] / [`TX_PAGE`] /
+//! [`DIGEST_PAGE`] records), each one sled value in the `segments` tree under
 //! `segment id (u64 BE) ‖ section (u8) ‖ page number (u32 BE)`. Quad pages are
 //! delta-encoded (about 4–6 bytes per quad instead of 32). The segment *header*
 //! (`segment id ‖ 0xFF`) holds, per section, the first record of every page (the page
 //! directory) and the record counts, plus blocked Bloom filters over the term hashes and
-//! the transaction ids. Headers of live segments are kept in memory ([`Segment`]), so a
-//! lookup finds its page by binary search and reads one value, and a term or transaction
-//! absent from a segment is usually rejected without any read.
+//! the transaction ids and the digests. Headers of live segments are kept in memory ([`Segment`]), so a
+//! lookup finds its page by binary search and reads one value, and a term, transaction or
+//! digest absent from a segment is usually rejected without any read. (Headers of version 1,
+//! written before the digest section existed, decode with an empty one.)
 //!
 //! Segments are immutable. Which ones are live is recorded in the `meta` tree (the
 //! *manifest*), updated atomically with the final head; see [`crate::store`] for the commit
@@ -48,6 +50,8 @@ pub(crate) const QUAD_SECTIONS: usize = 6;
 pub(crate) const SECTION_TERMS: u8 = 6;
 /// Section of the transaction records.
 pub(crate) const SECTION_TXS: u8 = 7;
+/// Section of the canonical digest records.
+pub(crate) const SECTION_DIGESTS: u8 = 8;
 /// Key suffix of a segment's header.
 const SECTION_HEADER: u8 = 0xFF;
 /// Records per page: pages of 2–4 KB. Larger pages would cut sled's per-value cost further,
@@ -56,7 +60,9 @@ const SECTION_HEADER: u8 = 0xFF;
 pub(crate) const QUAD_PAGE: usize = 640;
 pub(crate) const TERM_PAGE: usize = 192;
 pub(crate) const TX_PAGE: usize = 96;
-const HEADER_VERSION: u8 = 1;
+pub(crate) const DIGEST_PAGE: usize = 48;
+/// Version 2 added the digest section and its Bloom filter at the end of the header.
+const HEADER_VERSION: u8 = 2;
 
 /// A quad as four term ids, in the component order of one index permutation.
 pub(crate) type QuadKey = [u64; 4];
@@ -75,6 +81,16 @@ pub(crate) struct TxRec {
     pub(crate) height: u64,
     pub(crate) index: u32,
     pub(crate) triples: u64,
+}
+
+/// One entry of the digest index: a final transaction whose document has canonical digest
+/// `digest`, at `height` / `index`. Ordered by digest, then position (oldest first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct DigestRec {
+    pub(crate) digest: [u8; 32],
+    pub(crate) height: u64,
+    pub(crate) index: u32,
+    pub(crate) id: [u8; 32],
 }
 
 fn corrupt(detail: impl Into<String>) -> DatasetError {
@@ -373,6 +389,68 @@ impl Rec for TxRec {
     }
 }
 
+impl Rec for DigestRec {
+    const RAW: usize = 76;
+    const MIN: Self = DigestRec {
+        digest: [0; 32],
+        height: 0,
+        index: 0,
+        id: [0; 32],
+    };
+    fn write_raw(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.digest);
+        out.extend_from_slice(&self.height.to_be_bytes());
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.id);
+    }
+    fn read_raw(r: &mut Bytes<'_>) -> Option<Self> {
+        Some(DigestRec {
+            digest: r.fixed()?,
+            height: r.u64()?,
+            index: r.u32()?,
+            id: r.fixed()?,
+        })
+    }
+    fn encode_page(recs: &[Self], out: &mut Vec<u8>) {
+        put_u64v(out, recs.len() as u64);
+        for d in recs {
+            out.extend_from_slice(&d.digest);
+            put_u64v(out, d.height);
+            put_u64v(out, u64::from(d.index));
+            out.extend_from_slice(&d.id);
+        }
+    }
+    fn decode_page(b: &[u8]) -> Option<Vec<Self>> {
+        let mut r = Bytes::new(b);
+        let n = r.count(66)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(DigestRec {
+                digest: r.fixed()?,
+                height: r.u64v()?,
+                index: u32::try_from(r.u64v()?).ok()?,
+                id: r.fixed()?,
+            });
+        }
+        Some(out)
+    }
+    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
+        &seg.digests
+    }
+    fn per_page() -> usize {
+        DIGEST_PAGE
+    }
+    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
+        AnyPage::Digests(page)
+    }
+    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
+        match page {
+            AnyPage::Digests(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Directories, Bloom filters, segment headers
 
@@ -520,8 +598,11 @@ pub(crate) struct Segment {
     pub(crate) quads: [Directory<QuadKey>; QUAD_SECTIONS],
     pub(crate) terms: Directory<TermRec>,
     pub(crate) txs: Directory<TxRec>,
+    pub(crate) digests: Directory<DigestRec>,
     pub(crate) term_bloom: Bloom,
     pub(crate) tx_bloom: Bloom,
+    /// Over the digests (empty in a version-1 segment, whose digest section is empty).
+    pub(crate) digest_bloom: Bloom,
 }
 
 impl Segment {
@@ -537,8 +618,15 @@ impl Segment {
             .sum::<usize>()
             + self.terms.firsts.len() * 24
             + self.txs.firsts.len() * 52
+            + self.digests.firsts.len() * 76
             + self.term_bloom.bytes()
             + self.tx_bloom.bytes()
+            + self.digest_bloom.bytes()
+    }
+
+    /// Whether this segment may hold records of `digest`.
+    pub(crate) fn may_hold_digest(&self, digest: &[u8; 32]) -> bool {
+        !self.digests.firsts.is_empty() && self.digest_bloom.may_contain(tx_bloom_hash(digest))
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -552,13 +640,16 @@ impl Segment {
         self.txs.encode(&mut out);
         self.term_bloom.encode(&mut out);
         self.tx_bloom.encode(&mut out);
+        self.digests.encode(&mut out);
+        self.digest_bloom.encode(&mut out);
         out
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self, DatasetError> {
         let mut r = Bytes::new(b);
         let parse = |r: &mut Bytes<'_>| -> Option<Segment> {
-            if r.u8()? != HEADER_VERSION {
+            let version = r.u8()?;
+            if version != 1 && version != HEADER_VERSION {
                 return None;
             }
             let id = r.u64v()?;
@@ -570,14 +661,20 @@ impl Segment {
                 Directory::decode(r)?,
                 Directory::decode(r)?,
             ];
-            Some(Segment {
+            let mut seg = Segment {
                 id,
                 quads,
                 terms: Directory::decode(r)?,
                 txs: Directory::decode(r)?,
                 term_bloom: Bloom::decode(r)?,
                 tx_bloom: Bloom::decode(r)?,
-            })
+                ..Default::default()
+            };
+            if version >= 2 {
+                seg.digests = Directory::decode(r)?;
+                seg.digest_bloom = Bloom::decode(r)?;
+            }
+            Some(seg)
         };
         parse(&mut r).ok_or_else(|| corrupt("segment header does not decode"))
     }
@@ -689,6 +786,8 @@ pub(crate) struct SegmentData {
     pub(crate) quads: Vec<[u64; 4]>,
     pub(crate) terms: Vec<TermRec>,
     pub(crate) txs: Vec<TxRec>,
+    /// Digest records of the transactions that have a canonical digest.
+    pub(crate) digests: Vec<DigestRec>,
 }
 
 /// Permutation of quad positions per index: key slot → quad position (s=0 p=1 o=2 g=3).
@@ -753,6 +852,14 @@ pub(crate) fn build(
         w.push(*t, sink)?;
     }
     seg.txs = w.finish(sink)?;
+    data.digests.sort_unstable();
+    seg.digest_bloom = Bloom::with_capacity(data.digests.len());
+    let mut w = SectionWriter::new(id, SECTION_DIGESTS);
+    for d in &data.digests {
+        seg.digest_bloom.insert(tx_bloom_hash(&d.digest));
+        w.push(*d, sink)?;
+    }
+    seg.digests = w.finish(sink)?;
     sink.put(header_key(id).to_vec(), seg.encode())?;
     Ok(seg)
 }
@@ -1028,6 +1135,14 @@ pub(crate) fn merge<S: PageSource>(
     })?;
     seg.txs = w.finish(sink)?;
     seg.tx_bloom = bloom;
+    let digests: u64 = inputs.iter().map(|s| s.digests.total).sum();
+    let mut bloom = Bloom::with_capacity(digests as usize);
+    let mut w = SectionWriter::new(id, SECTION_DIGESTS);
+    merge_section::<DigestRec, S>(src, inputs, SECTION_DIGESTS, &mut w, sink, |r| {
+        bloom.insert(tx_bloom_hash(&r.digest))
+    })?;
+    seg.digests = w.finish(sink)?;
+    seg.digest_bloom = bloom;
     sink.put(header_key(id).to_vec(), seg.encode())?;
     Ok(seg)
 }
@@ -1106,6 +1221,104 @@ mod tests {
         let mut b = Vec::new();
         TxRec::encode_page(&x, &mut b);
         assert_eq!(TxRec::decode_page(&b), Some(x));
+    }
+
+    #[test]
+    fn digest_pages_round_trip() {
+        let mut d = vec![
+            DigestRec {
+                digest: [9; 32],
+                height: 1,
+                index: 0,
+                id: [1; 32],
+            },
+            DigestRec {
+                digest: [9; 32],
+                height: u64::MAX,
+                index: u32::MAX,
+                id: [0xff; 32],
+            },
+            DigestRec {
+                digest: [0; 32],
+                height: 3,
+                index: 7,
+                id: [2; 32],
+            },
+        ];
+        d.sort();
+        let mut b = Vec::new();
+        DigestRec::encode_page(&d, &mut b);
+        assert_eq!(DigestRec::decode_page(&b), Some(d));
+        for cut in 0..b.len() {
+            assert_eq!(
+                DigestRec::decode_page(&b[..cut]),
+                None,
+                "truncated at {cut}"
+            );
+        }
+    }
+
+    /// Collects a segment's pages in memory.
+    struct Pages(Vec<(Vec<u8>, Vec<u8>)>);
+
+    impl PageSink for Pages {
+        fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DatasetError> {
+            self.0.push((key, value));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn headers_carry_the_digest_section_and_version_1_headers_still_decode() {
+        let digest = DigestRec {
+            digest: [4; 32],
+            height: 2,
+            index: 1,
+            id: [5; 32],
+        };
+        let data = || SegmentData {
+            quads: vec![[1, 2, 3, 4]],
+            terms: vec![TermRec { hash: 5, id: 1 }],
+            txs: vec![TxRec {
+                id: [5; 32],
+                height: 2,
+                index: 1,
+                triples: 1,
+            }],
+            digests: vec![digest],
+        };
+        let seg = build(3, data(), &mut Pages(Vec::new())).expect("build");
+        let back = Segment::decode(&seg.encode()).expect("decode");
+        assert_eq!(back.digests.total, 1);
+        assert_eq!(back.digests.firsts, vec![digest]);
+        assert!(back.may_hold_digest(&[4; 32]));
+
+        // What the version before the digest section wrote: the same header without the
+        // digest directory and filter at its end.
+        let mut tail = Vec::new();
+        seg.digests.encode(&mut tail);
+        seg.digest_bloom.encode(&mut tail);
+        let v2 = seg.encode();
+        let mut v1 = v2[..v2.len() - tail.len()].to_vec();
+        v1[0] = 1;
+        let old = Segment::decode(&v1).expect("a version-1 header decodes");
+        assert_eq!((old.id, old.quad_count(), old.txs.total), (3, 1, 1));
+        assert!(old.tx_bloom.may_contain(tx_bloom_hash(&[5; 32])));
+        assert_eq!(old.digests.total, 0);
+        assert!(
+            !old.may_hold_digest(&[4; 32]),
+            "no digest section, no probe"
+        );
+        let mut v3 = v2.clone();
+        v3[0] = 3;
+        assert!(
+            Segment::decode(&v3).is_err(),
+            "unknown versions are refused"
+        );
+        for cut in 0..v2.len() {
+            // Truncations never panic.
+            let _ = Segment::decode(&v2[..cut]);
+        }
     }
 
     #[test]

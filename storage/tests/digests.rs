@@ -154,3 +154,137 @@ fn a_database_from_before_the_index_starts_it_at_its_head() {
         2
     );
 }
+
+#[test]
+fn the_index_by_digest_survives_segment_merges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis();
+    let store = Store::open(dir.path(), &g).expect("open");
+    // Twelve blocks, each with one document of the same statements (blank-node labels and
+    // syntax vary) among others: twelve segments, merged down to a few.
+    let mut parent = g.block();
+    let mut same = Vec::new();
+    for h in 1..=12u64 {
+        let doc = if h % 2 == 0 {
+            TURTLE.to_owned()
+        } else {
+            NTRIPLES.replace("_:q", &format!("_:n{h}"))
+        };
+        let format = if h % 2 == 0 {
+            RdfFormat::Turtle
+        } else {
+            RdfFormat::NTriples
+        };
+        let t = tx(&g, format, &doc, 100 + h);
+        let noise = tx(
+            &g,
+            RdfFormat::Turtle,
+            &format!("<http://e/s{h}> <http://e/p> \"{h}\" ."),
+            200 + h,
+        );
+        let b = block(&g, &parent, vec![noise, t.clone()]);
+        store
+            .commit_final(std::slice::from_ref(&b))
+            .expect("commit");
+        same.push((t.id(), h));
+        parent = b;
+    }
+    let before = store.storage_stats().segments;
+    while store.merge_due() {
+        store.merge_segments().expect("merge");
+    }
+    let after = store.storage_stats().segments;
+    assert!(after < before, "merges ran: {before} -> {after} segments");
+    let d = sha(&store
+        .tx_digest(&same[0].0)
+        .expect("test value")
+        .expect("digest"));
+    let found: Vec<_> = store
+        .transactions_by_digest(&d, 100)
+        .expect("lookup")
+        .into_iter()
+        .map(|(id, loc)| {
+            assert_eq!(loc.index, 1);
+            (id, loc.height)
+        })
+        .collect();
+    assert_eq!(found, same, "all twelve, oldest first, after merging");
+    assert_eq!(
+        store.transactions_by_digest(&d, 5).expect("lookup"),
+        store.transactions_by_digest(&d, 100).expect("lookup")[..5],
+        "the limit keeps the oldest"
+    );
+    drop(store);
+    let store = Store::open(dir.path(), &g).expect("reopen");
+    assert_eq!(
+        store.transactions_by_digest(&d, 100).expect("lookup").len(),
+        12
+    );
+    for (id, _) in &same {
+        assert_eq!(
+            store.tx_digest(id).expect("test value").map(|d| sha(&d)),
+            Some(d)
+        );
+    }
+}
+
+#[test]
+fn digest_rows_written_by_earlier_versions_are_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = genesis();
+    let a = tx(&g, RdfFormat::Turtle, TURTLE, 1);
+    let b1 = block(&g, &g.block(), vec![a.clone()]);
+    let d = {
+        let store = Store::open(dir.path(), &g).expect("open");
+        store
+            .commit_final(std::slice::from_ref(&b1))
+            .expect("commit");
+        sha(&store
+            .tx_digest(&a.id())
+            .expect("test value")
+            .expect("digest"))
+    };
+    {
+        // Earlier versions kept the digest of a transaction under `T ‖ tx id` and the index
+        // by digest under `D ‖ digest ‖ height ‖ index`, in place of today's row by position.
+        let db = raw_open(dir.path());
+        let rows = db.open_tree("digests").expect("test value");
+        let at = [&[b'P'][..], &1u64.to_be_bytes(), &0u32.to_be_bytes()].concat();
+        assert!(
+            rows.remove(at).expect("test value").is_some(),
+            "today's row"
+        );
+        rows.insert([&[b'T'][..], &a.id().0].concat(), &d[..])
+            .expect("test value");
+        rows.insert(
+            [&[b'D'][..], &d, &1u64.to_be_bytes(), &0u32.to_be_bytes()].concat(),
+            &a.id().0[..],
+        )
+        .expect("test value");
+        db.flush().expect("test value");
+    }
+    let store = Store::open(dir.path(), &g).expect("reopen");
+    assert_eq!(
+        store
+            .tx_digest(&a.id())
+            .expect("test value")
+            .map(|x| sha(&x)),
+        Some(d),
+        "the digest from the earlier row"
+    );
+    let b = tx(&g, RdfFormat::NTriples, NTRIPLES, 3);
+    store
+        .commit_final(&[block(&g, &b1, vec![b.clone()])])
+        .expect("commit");
+    let found: Vec<_> = store
+        .transactions_by_digest(&d, 10)
+        .expect("lookup")
+        .into_iter()
+        .map(|(id, loc)| (id, loc.height))
+        .collect();
+    assert_eq!(
+        found,
+        vec![(a.id(), 1), (b.id(), 2)],
+        "earlier rows first, each transaction once"
+    );
+}
