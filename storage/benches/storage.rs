@@ -95,51 +95,13 @@ fn args() -> Args {
     a
 }
 
-/// User + system CPU seconds of this process so far (all threads), from /proc.
-fn cpu_seconds() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
+#[path = "support.rs"]
+mod support;
+use support::{Merger, cpu_seconds, percentile, rss_mib};
 
 #[path = "workload.rs"]
 mod workload;
 use workload::document;
-
-/// Resident memory of this process, MiB.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
@@ -155,19 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let store = Store::open_with_cache(&dir, &genesis, a.cache_mb * 1024 * 1024)?;
-    // Segment merges on their own thread, as the node runs them (CPU figures include them).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let merger = {
-        let (store, stop) = (store.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Err(e) = store.merge_segments() {
-                    eprintln!("merge failed: {e}");
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let merger = Merger::start(&store);
     let mut report = serde_json::Map::new();
     let say = |text: String| {
         if !a.json {
@@ -425,8 +375,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
         report.insert("integrity".into(), json!({"ok": r.ok, "s": s}));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = merger.join();
+    merger.stop();
     if !skip("reopen") {
         drop(store);
         let started = Instant::now();

@@ -1,6 +1,6 @@
 //! ProvChain's storage and Oxigraph side by side, in one process, on the same data: the
 //! supply-chain documents of `cargo bench -p provchain-storage --bench storage` (its workload
-//! module, included below), signed into the same blocks (same keys, timestamps and
+//! and support modules, included below), signed into the same blocks (same keys, timestamps and
 //! transaction ids). Each block is committed to a ProvChain store (sled, flushed per block,
 //! documents parsed at commit) and ingested into Oxigraph — each transaction's statements in
 //! its own named graph `urn:provchain:tx:<id>` plus the same number of chain-metadata
@@ -33,6 +33,10 @@ use provchain_storage::{QueryLimits, Store};
 mod workload;
 use workload::document;
 
+#[path = "../../../storage/benches/support.rs"]
+mod support;
+use support::{Merger, cpu_seconds, percentile, rss_mib};
+
 type Error = Box<dyn std::error::Error>;
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -41,40 +45,6 @@ fn arg(name: &str, default: u64) -> u64 {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// User + system CPU seconds of this process so far (all threads), from /proc.
-fn cpu_seconds() -> f64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let f: Vec<&str> = s
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
-}
-
-/// Resident memory of this process, MiB.
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn micros(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
 }
 
 fn iri(s: String) -> NamedNode {
@@ -255,18 +225,7 @@ fn main() -> Result<(), Error> {
     // timed until the last merge due has finished.
     let dir = tempfile::tempdir()?;
     let store = Store::open_with_cache(&dir.path().join("provchain"), &genesis, 64 << 20)?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let merger = {
-        let (store, stop) = (store.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Err(e) = store.merge_segments() {
-                    eprintln!("merge failed: {e}");
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
+    let merger = Merger::start(&store);
     let rss0 = rss_mib();
     let (t0, c0) = (Instant::now(), cpu_seconds());
     for b in &chain {
@@ -276,8 +235,7 @@ fn main() -> Result<(), Error> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let (pc_wall, pc_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = merger.join();
+    merger.stop();
     let rss1 = rss_mib();
     println!(
         "  {:<32} {:>9.0} data triples/s  ({:>7.0} per CPU-s)  {} quads stored, RSS +{:.0} MiB",
@@ -372,10 +330,10 @@ fn main() -> Result<(), Error> {
         oxt.sort();
         println!(
             "  {name:<34} ProvChain {:>6.0} / {:>6.0} µs   {ox_kind} {:>6.0} / {:>6.0} µs",
-            micros(&pc, 0.5),
-            micros(&pc, 0.99),
-            micros(&oxt, 0.5),
-            micros(&oxt, 0.99)
+            percentile(&pc, 0.5),
+            percentile(&pc, 0.99),
+            percentile(&oxt, 0.5),
+            percentile(&oxt, 0.99)
         );
     }
     let join = "SELECT (COUNT(*) AS ?n) WHERE { ?e <http://www.w3.org/ns/prov#wasGeneratedBy> ?a . \
