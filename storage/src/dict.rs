@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::DatasetError;
-use crate::segment::{DigestRec, QuadKey, TermRec, TxRec};
+use crate::segment::{DigestRec, QuadKey, TermRec, TxDigestRec, TxRec};
 use crate::term::StoreTerm;
 
 /// Entries in each term cache. When full a cache is cleared: crude, but bounded and cheap;
@@ -109,6 +109,7 @@ pub(crate) enum AnyPage {
     Terms(Arc<Vec<TermRec>>),
     Txs(Arc<Vec<TxRec>>),
     Digests(Arc<Vec<DigestRec>>),
+    TxDigests(Arc<Vec<TxDigestRec>>),
 }
 
 impl AnyPage {
@@ -118,6 +119,7 @@ impl AnyPage {
             Self::Terms(v) => v.len() * 32,
             Self::Txs(v) => v.len() * 64,
             Self::Digests(v) => v.len() * 80,
+            Self::TxDigests(v) => v.len() * 64,
         }
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //!
-//! A segment holds nine *sections* of sorted, unique records:
+//! A segment holds ten *sections* of sorted, unique records:
 //!
 //! | section | records | order |
 //! |---|---|---|
@@ -21,6 +21,7 @@
 //! | 6 | term dictionary: 128-bit term hash → term id | hash |
 //! | 7 | transactions: tx id → height, index, triple count | tx id |
 //! | 8 | canonical digests: digest, height, index → tx id | digest |
+//! | 9 | canonical digests: tx id → digest | tx id |
 //!
 //! Each section is cut into pages (up to [`QUAD_PAGE`] / [`TERM_PAGE`] / [`TX_PAGE`] /
 //! [`DIGEST_PAGE`] records), each one sled value in the `segments` tree under
@@ -28,10 +29,11 @@
 //! delta-encoded (about 4–6 bytes per quad instead of 32). The segment *header*
 //! (`segment id ‖ 0xFF`) holds, per section, the first record of every page (the page
 //! directory) and the record counts, plus blocked Bloom filters over the term hashes and
-//! the transaction ids and the digests. Headers of live segments are kept in memory ([`Segment`]), so a
-//! lookup finds its page by binary search and reads one value, and a term, transaction or
-//! digest absent from a segment is usually rejected without any read. (Headers of version 1,
-//! written before the digest section existed, decode with an empty one.)
+//! the transaction ids and the digests. Headers of live segments are kept in memory
+//! ([`Segment`]), so a lookup finds its page by binary search and reads one value, and a
+//! term, transaction or digest absent from a segment is usually rejected without any read.
+//! (Headers of version 1, written before the digest sections existed, decode with empty
+//! ones.)
 //!
 //! Segments are immutable. Which ones are live is recorded in the `meta` tree (the
 //! *manifest*), updated atomically with the final head; see [`crate::store`] for the commit
@@ -50,8 +52,10 @@ pub(crate) const QUAD_SECTIONS: usize = 6;
 pub(crate) const SECTION_TERMS: u8 = 6;
 /// Section of the transaction records.
 pub(crate) const SECTION_TXS: u8 = 7;
-/// Section of the canonical digest records.
+/// Section of the canonical digest records, by digest.
 pub(crate) const SECTION_DIGESTS: u8 = 8;
+/// Section of the canonical digest records, by transaction.
+pub(crate) const SECTION_TX_DIGESTS: u8 = 9;
 /// Key suffix of a segment's header.
 const SECTION_HEADER: u8 = 0xFF;
 /// Records per page: pages of 2–4 KB. Larger pages would cut sled's per-value cost further,
@@ -61,7 +65,9 @@ pub(crate) const QUAD_PAGE: usize = 640;
 pub(crate) const TERM_PAGE: usize = 192;
 pub(crate) const TX_PAGE: usize = 96;
 pub(crate) const DIGEST_PAGE: usize = 48;
-/// Version 2 added the digest section and its Bloom filter at the end of the header.
+pub(crate) const TX_DIGEST_PAGE: usize = 56;
+/// Version 2 added the digest sections (directories and the Bloom filter over digests) at
+/// the end of the header.
 const HEADER_VERSION: u8 = 2;
 
 /// A quad as four term ids, in the component order of one index permutation.
@@ -91,6 +97,14 @@ pub(crate) struct DigestRec {
     pub(crate) height: u64,
     pub(crate) index: u32,
     pub(crate) id: [u8; 32],
+}
+
+/// A final transaction's canonical digest, by transaction id (transactions whose document
+/// has none are not listed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TxDigestRec {
+    pub(crate) id: [u8; 32],
+    pub(crate) digest: [u8; 32],
 }
 
 fn corrupt(detail: impl Into<String>) -> DatasetError {
@@ -451,6 +465,50 @@ impl Rec for DigestRec {
     }
 }
 
+impl Rec for TxDigestRec {
+    const RAW: usize = 64;
+    const MIN: Self = TxDigestRec {
+        id: [0; 32],
+        digest: [0; 32],
+    };
+    fn write_raw(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&self.digest);
+    }
+    fn read_raw(r: &mut Bytes<'_>) -> Option<Self> {
+        Some(TxDigestRec {
+            id: r.fixed()?,
+            digest: r.fixed()?,
+        })
+    }
+    fn encode_page(recs: &[Self], out: &mut Vec<u8>) {
+        put_u64v(out, recs.len() as u64);
+        for d in recs {
+            d.write_raw(out);
+        }
+    }
+    fn decode_page(b: &[u8]) -> Option<Vec<Self>> {
+        let mut r = Bytes::new(b);
+        let n = r.count(Self::RAW)?;
+        (0..n).map(|_| Self::read_raw(&mut r)).collect()
+    }
+    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
+        &seg.tx_digests
+    }
+    fn per_page() -> usize {
+        TX_DIGEST_PAGE
+    }
+    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
+        AnyPage::TxDigests(page)
+    }
+    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
+        match page {
+            AnyPage::TxDigests(p) => Some(p.clone()),
+            _ => None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Directories, Bloom filters, segment headers
 
@@ -603,6 +661,7 @@ pub(crate) struct Segment {
     pub(crate) tx_bloom: Bloom,
     /// Over the digests (empty in a version-1 segment, whose digest section is empty).
     pub(crate) digest_bloom: Bloom,
+    pub(crate) tx_digests: Directory<TxDigestRec>,
 }
 
 impl Segment {
@@ -619,6 +678,7 @@ impl Segment {
             + self.terms.firsts.len() * 24
             + self.txs.firsts.len() * 52
             + self.digests.firsts.len() * 76
+            + self.tx_digests.firsts.len() * 64
             + self.term_bloom.bytes()
             + self.tx_bloom.bytes()
             + self.digest_bloom.bytes()
@@ -630,8 +690,13 @@ impl Segment {
     }
 
     fn encode(&self) -> Vec<u8> {
+        self.encode_as(HEADER_VERSION)
+    }
+
+    /// The header as `version` laid it out: version 1 had no digest sections.
+    pub(crate) fn encode_as(&self, version: u8) -> Vec<u8> {
         let mut out = Vec::new();
-        out.push(HEADER_VERSION);
+        out.push(version);
         put_u64v(&mut out, self.id);
         for d in &self.quads {
             d.encode(&mut out);
@@ -640,8 +705,11 @@ impl Segment {
         self.txs.encode(&mut out);
         self.term_bloom.encode(&mut out);
         self.tx_bloom.encode(&mut out);
-        self.digests.encode(&mut out);
-        self.digest_bloom.encode(&mut out);
+        if version >= 2 {
+            self.digests.encode(&mut out);
+            self.digest_bloom.encode(&mut out);
+            self.tx_digests.encode(&mut out);
+        }
         out
     }
 
@@ -673,6 +741,7 @@ impl Segment {
             if version >= 2 {
                 seg.digests = Directory::decode(r)?;
                 seg.digest_bloom = Bloom::decode(r)?;
+                seg.tx_digests = Directory::decode(r)?;
             }
             Some(seg)
         };
@@ -786,8 +855,9 @@ pub(crate) struct SegmentData {
     pub(crate) quads: Vec<[u64; 4]>,
     pub(crate) terms: Vec<TermRec>,
     pub(crate) txs: Vec<TxRec>,
-    /// Digest records of the transactions that have a canonical digest.
+    /// Digest records of the transactions that have a canonical digest, both ways.
     pub(crate) digests: Vec<DigestRec>,
+    pub(crate) tx_digests: Vec<TxDigestRec>,
 }
 
 /// Permutation of quad positions per index: key slot → quad position (s=0 p=1 o=2 g=3).
@@ -860,6 +930,12 @@ pub(crate) fn build(
         w.push(*d, sink)?;
     }
     seg.digests = w.finish(sink)?;
+    data.tx_digests.sort_unstable();
+    let mut w = SectionWriter::new(id, SECTION_TX_DIGESTS);
+    for d in &data.tx_digests {
+        w.push(*d, sink)?;
+    }
+    seg.tx_digests = w.finish(sink)?;
     sink.put(header_key(id).to_vec(), seg.encode())?;
     Ok(seg)
 }
@@ -1143,6 +1219,9 @@ pub(crate) fn merge<S: PageSource>(
     })?;
     seg.digests = w.finish(sink)?;
     seg.digest_bloom = bloom;
+    let mut w = SectionWriter::new(id, SECTION_TX_DIGESTS);
+    merge_section::<TxDigestRec, S>(src, inputs, SECTION_TX_DIGESTS, &mut w, sink, |_| {})?;
+    seg.tx_digests = w.finish(sink)?;
     sink.put(header_key(id).to_vec(), seg.encode())?;
     Ok(seg)
 }
@@ -1286,25 +1365,25 @@ mod tests {
                 triples: 1,
             }],
             digests: vec![digest],
+            tx_digests: vec![TxDigestRec {
+                id: [5; 32],
+                digest: [4; 32],
+            }],
         };
         let seg = build(3, data(), &mut Pages(Vec::new())).expect("build");
         let back = Segment::decode(&seg.encode()).expect("decode");
-        assert_eq!(back.digests.total, 1);
+        assert_eq!((back.digests.total, back.tx_digests.total), (1, 1));
         assert_eq!(back.digests.firsts, vec![digest]);
         assert!(back.may_hold_digest(&[4; 32]));
 
-        // What the version before the digest section wrote: the same header without the
-        // digest directory and filter at its end.
-        let mut tail = Vec::new();
-        seg.digests.encode(&mut tail);
-        seg.digest_bloom.encode(&mut tail);
+        // What the version before the digest sections wrote.
         let v2 = seg.encode();
-        let mut v1 = v2[..v2.len() - tail.len()].to_vec();
-        v1[0] = 1;
+        let v1 = seg.encode_as(1);
+        assert_eq!(v1[1..], v2[1..v1.len()], "version 2 appends to version 1");
         let old = Segment::decode(&v1).expect("a version-1 header decodes");
         assert_eq!((old.id, old.quad_count(), old.txs.total), (3, 1, 1));
         assert!(old.tx_bloom.may_contain(tx_bloom_hash(&[5; 32])));
-        assert_eq!(old.digests.total, 0);
+        assert_eq!((old.digests.total, old.tx_digests.total), (0, 0));
         assert!(
             !old.may_hold_digest(&[4; 32]),
             "no digest section, no probe"

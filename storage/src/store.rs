@@ -7,10 +7,11 @@
 //! document — writing nothing on error.
 //! Then, per step of at most [`MAX_QUADS_PER_STEP`] quads (whole blocks):
 //!
-//! 1. the step's new segment (pages and header, [`crate::segment`], with the index by
-//!    canonical digest), its chunks of new terms and its transactions' digest rows by
-//!    position are written; none is referenced or read yet (a digest row is read only for
-//!    the transaction final at its position, and must name it); **flush**;
+//! 1. the step's new segment (pages and header, [`crate::segment`], with the canonical
+//!    digests both ways), its chunks of new terms and, for transactions whose document has
+//!    no digest, a row by position saying why are written; none is referenced or read yet
+//!    (such a row is read only for the transaction final at its position, and must name
+//!    it); **flush**;
 //! 2. one sled transaction over `blocks`, `block_index`, `pending` and `meta` appends the
 //!    blocks, removes them from the pending store, and records the new final head, the
 //!    counters, the next ids and the new *manifest* (list of live segments); **flush**;
@@ -30,9 +31,9 @@
 //! deleted once no reader holds them.
 //!
 //! Step 2 is the commit point. A crash before it leaves unreferenced pages and term chunks
-//! (ids ≥ the recorded next id), which [`Store::open`] deletes, and digest rows by position
-//! of transactions that are not final there, which lookups skip and the next commit at
-//! that position overwrites; a crash after it leaves a
+//! (ids ≥ the recorded next id), which [`Store::open`] deletes, and rows by position of
+//! transactions that are not final there, which lookups skip and the next commit at that
+//! position overwrites; a crash after it leaves a
 //! complete block. The ordering does not rely on sled persisting writes in order: every
 //! referenced value was flushed before the reference was written. Two fsyncs per commit
 //! (plus two per merge), none per transaction.
@@ -59,8 +60,8 @@ use crate::error::{DatasetError, StorageError};
 use crate::rdf::{self, OwnedQuad};
 use crate::segment::{
     self, DigestRec, MergedScan, PageSink, PageSource, QuadKey, Rec, SECTION_DIGESTS,
-    SECTION_TERMS, SECTION_TXS, Segment, SegmentData, TermRec, TxRec, term_bloom_hash,
-    tx_bloom_hash,
+    SECTION_TERMS, SECTION_TX_DIGESTS, SECTION_TXS, Segment, SegmentData, TermRec, TxDigestRec,
+    TxRec, term_bloom_hash, tx_bloom_hash,
 };
 use crate::term::{
     OwnedTerm, StoreTerm, XSD_DATE_TIME, XSD_INTEGER, decode_term, encode_term, iri,
@@ -104,11 +105,12 @@ const META_DIGESTS_FROM: &[u8] = b"digests_from";
 /// `governance_height/<height BE>`: a final block at that height carries governance items, so
 /// the authority history can be rebuilt without reading every block.
 const META_GOVERNANCE_HEIGHT: &[u8] = b"governance_height/";
-/// A final transaction's digest by its position: `P ‖ height ‖ index` → `tx id ‖ 0x01 ‖
-/// digest` or `tx id ‖ 0x00 ‖ why there is none`. Keys follow the chain, so a commit appends
-/// its rows at the end of the tree. (The index by digest value is a segment section.)
+/// Why a final transaction's document has no canonical digest, by its position:
+/// `P ‖ height ‖ index` → `tx id ‖ 0x00 ‖ reason` (a rare row: the digests themselves are
+/// segment sections, both ways). Keys follow the chain, so a commit appends its rows at the
+/// end of the tree.
 const DIGEST_AT: u8 = b'P';
-/// Rows of databases written before the digest section existed, read as a fallback:
+/// Rows of databases written before the digest sections existed, read as a fallback:
 /// `D ‖ digest ‖ height ‖ index` → tx id, and `T ‖ tx id` → the digest (32 bytes) or
 /// `0x00 ‖ why there is none`. Random keys: every commit dirtied a sled page per row, which
 /// cost a third of the commit throughput at a million triples and doubled the disk used.
@@ -216,8 +218,9 @@ pub(crate) struct Inner {
     pub(crate) terms: sled::Tree,
     /// Segment pages and headers ([`segment`]).
     pub(crate) segments: sled::Tree,
-    /// Canonical digests of final transactions ([`crate::digest`]) by position
-    /// ([`DIGEST_AT`]); the index by digest value is a segment section.
+    /// Why final transactions have no canonical digest ([`crate::digest`]), by position
+    /// ([`DIGEST_AT`]), and the digest rows of earlier versions; the digests themselves are
+    /// segment sections.
     pub(crate) digests: sled::Tree,
     digests_from: AtomicU64,
     view: RwLock<Live>,
@@ -331,13 +334,11 @@ fn digest_at_key(height: u64, index: u32) -> Vec<u8> {
     .concat()
 }
 
-/// The digest row of a transaction, by its position.
-fn digest_row((tx, height, index, digest): &DigestEntry) -> (Vec<u8>, Vec<u8>) {
-    let value = match digest {
-        Ok(d) => [&tx.0[..], &[1u8], d].concat(),
-        Err(e) => [&tx.0[..], &[0u8], e.to_string().as_bytes()].concat(),
-    };
-    (digest_at_key(*height, *index), value)
+/// The row of a transaction whose document has no digest, by its position.
+fn digest_row((tx, height, index, digest): &DigestEntry) -> Option<(Vec<u8>, Vec<u8>)> {
+    let why = digest.as_ref().err()?;
+    let value = [&tx.0[..], &[0u8], why.to_string().as_bytes()].concat();
+    Some((digest_at_key(*height, *index), value))
 }
 
 /// A digest row's value for transaction `id`: `None` if the row is another transaction's
@@ -349,7 +350,6 @@ fn decode_digest_row(id: &Hash, value: &[u8]) -> Result<Option<TxDigest>, Storag
         return Ok(None);
     }
     match rest.split_first() {
-        Some((1, d)) => Ok(Some(TxDigest::Sha256(d.try_into().map_err(|_| bad())?))),
         Some((0, why)) => Ok(Some(TxDigest::Unavailable(
             String::from_utf8_lossy(why).into_owned(),
         ))),
@@ -1289,11 +1289,30 @@ impl Store {
     /// The canonical digest of a final transaction's document: `None` when the transaction is
     /// not final here or was committed before this database had a digest index.
     pub fn tx_digest(&self, id: &Hash) -> Result<Option<TxDigest>, StorageError> {
-        // Rows are written ahead of their transaction's commit point (`write_step`): only the
-        // final transaction's position is read, and the row must name it.
-        let Some(loc) = self.tx_location(id)? else {
+        let live = self.inner.live();
+        let Some(loc) = self.inner.tx_rec(&live, &id.0)? else {
             return Ok(None);
         };
+        if loc.height < self.digests_from() {
+            return Ok(None);
+        }
+        let hash = tx_bloom_hash(&id.0);
+        if let Some(rec) = segment::find(
+            &*self.inner,
+            &live.segments,
+            SECTION_TX_DIGESTS,
+            TxDigestRec {
+                id: id.0,
+                ..TxDigestRec::MIN
+            },
+            |s| s.tx_bloom.may_contain(hash),
+            |r| r.id == id.0,
+        )? {
+            return Ok(Some(TxDigest::Sha256(rec.digest)));
+        }
+        // No digest: why, from the row by position. Rows are written ahead of their
+        // transaction's commit point (`write_step`): only the final transaction's position
+        // is read, and the row must name it.
         if let Some(v) = self
             .inner
             .digests
@@ -1323,7 +1342,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Hash, TxLocation)>, StorageError> {
         let mut out = Vec::new();
-        // Rows of transactions committed before the digest section existed: all older.
+        // Rows of transactions committed before the digest sections existed: all older.
         let prefix = [&[LEGACY_DIGEST_BY_VALUE][..], digest].concat();
         for entry in self.inner.digests.scan_prefix(&prefix) {
             if out.len() >= limit {
@@ -1348,7 +1367,6 @@ impl Store {
                 _ => {}
             }
         }
-        let legacy: HashSet<[u8; 32]> = out.iter().map(|(id, _)| id.0).collect();
         // The digest sections of the live segments: final by construction, oldest first.
         let live = self.inner.live();
         let segs: Vec<Arc<Segment>> = live
@@ -1373,7 +1391,7 @@ impl Store {
                 break;
             }
             let rec = rec?;
-            if rec.height < from || legacy.contains(&rec.id) {
+            if rec.height < from {
                 // Below the index's start `tx_digest` knows no digest; neither does this.
                 continue;
             }
@@ -1558,7 +1576,7 @@ impl Store {
             }
             gone = gone.and(i.terms.apply_batch(stale).map_err(StorageError::from));
             let mut rows = sled::Batch::default();
-            for (k, _) in step.digests.iter().map(digest_row) {
+            for (k, _) in step.digests.iter().filter_map(digest_row) {
                 rows.remove(k);
             }
             gone = gone.and(i.digests.apply_batch(rows).map_err(StorageError::from));
@@ -1669,6 +1687,10 @@ impl Store {
                         index,
                         id: id.0,
                     });
+                    cur.data.tx_digests.push(TxDigestRec {
+                        id: id.0,
+                        digest: *d,
+                    });
                 }
                 cur.digests
                     .push((id, height, index, tx_parsed.digest.clone()));
@@ -1765,7 +1787,7 @@ impl Store {
         }
         terms.finish()?;
         let mut rows = BatchSink::new(&i.digests);
-        for (k, v) in digests.iter().map(digest_row) {
+        for (k, v) in digests.iter().filter_map(digest_row) {
             rows.put(k, v)?;
         }
         rows.finish()
@@ -2067,5 +2089,108 @@ impl Store {
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StorageError> {
         Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use provchain_consensus::{Keypair, RdfFormat, TxBody};
+
+    use super::*;
+
+    fn key(n: u8) -> Keypair {
+        Keypair::from_secret([n; 32])
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            network_id: "storage-unit-test".into(),
+            authorities: vec![key(1).public()],
+            block_interval_ms: 1000,
+            governance: Default::default(),
+        }
+    }
+
+    fn tx(g: &Genesis, format: RdfFormat, data: &str, ts: u64) -> Transaction {
+        let body = TxBody {
+            format,
+            data: data.into(),
+            submitter: key(2).public(),
+            client: None,
+            timestamp_ms: ts,
+        };
+        Transaction::sign(body, &key(2), &g.hash())
+    }
+
+    fn block(g: &Genesis, parent: &Block, txs: Vec<Transaction>) -> Block {
+        let slot = parent.header.slot + 1;
+        let at = 1_700_000_000_000 + slot * 1000;
+        Block::seal(&parent.header, slot, at, txs, &key(1), &g.hash())
+    }
+
+    const TURTLE: &str = "@prefix ex: <http://example.org/> .\n\
+        ex:batch9 ex:madeFrom [ ex:lot \"L7\" ] ; ex:site ex:plant2 .";
+    const NTRIPLES: &str = "_:q <http://example.org/lot> \"L7\" .\n\
+        <http://example.org/batch9> <http://example.org/site> <http://example.org/plant2> .\n\
+        <http://example.org/batch9> <http://example.org/madeFrom> _:q .\n";
+
+    #[test]
+    fn digests_of_a_database_written_before_the_digest_sections_are_still_read()
+    -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| StorageError::corrupt("test", e.to_string()))?;
+        let g = genesis();
+        let a = tx(&g, RdfFormat::Turtle, TURTLE, 1);
+        let b1 = block(&g, &g.block(), vec![a.clone()]);
+        let d = {
+            let store = Store::open(dir.path(), &g)?;
+            store.commit_final(std::slice::from_ref(&b1))?;
+            let Some(TxDigest::Sha256(d)) = store.tx_digest(&a.id())? else {
+                panic!("the document has a digest");
+            };
+            // What earlier versions wrote: segment headers of version 1 (no digest
+            // sections) and the digests as rows both ways.
+            let i = &store.inner;
+            for seg in &i.live().segments {
+                i.segments
+                    .insert(segment::header_key(seg.id), seg.encode_as(1))?;
+            }
+            i.digests
+                .insert([&[LEGACY_DIGEST_BY_TX][..], &a.id().0].concat(), &d[..])?;
+            let by_value = [
+                &[LEGACY_DIGEST_BY_VALUE][..],
+                &d,
+                &1u64.to_be_bytes(),
+                &0u32.to_be_bytes(),
+            ]
+            .concat();
+            i.digests.insert(by_value, &a.id().0[..])?;
+            i.db.flush()?;
+            d
+        };
+        let store = Store::open(dir.path(), &g)?;
+        assert!(
+            store
+                .inner
+                .live()
+                .segments
+                .iter()
+                .all(|s| s.tx_digests.total == 0 && s.digests.total == 0),
+            "the headers read back as version 1"
+        );
+        assert_eq!(store.tx_digest(&a.id())?, Some(TxDigest::Sha256(d)));
+        let b = tx(&g, RdfFormat::NTriples, NTRIPLES, 3);
+        store.commit_final(&[block(&g, &b1, vec![b.clone()])])?;
+        assert_eq!(store.tx_digest(&b.id())?, Some(TxDigest::Sha256(d)));
+        let found: Vec<_> = store
+            .transactions_by_digest(&d, 10)?
+            .into_iter()
+            .map(|(id, loc)| (id, loc.height))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(a.id(), 1), (b.id(), 2)],
+            "earlier rows first, then the sections"
+        );
+        Ok(())
     }
 }
