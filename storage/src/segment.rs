@@ -212,6 +212,28 @@ pub(crate) trait Rec: Copy + Ord + Send + Sync + std::fmt::Debug + 'static {
     fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>>;
 }
 
+/// The [`Rec`] methods that tie a record type with one section per segment to that section:
+/// the segment's directory field, records per page, and the page cache's variant.
+macro_rules! section {
+    ($field:ident, $per_page:expr, $variant:ident) => {
+        fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
+            &seg.$field
+        }
+        fn per_page() -> usize {
+            $per_page
+        }
+        fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
+            AnyPage::$variant(page)
+        }
+        fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
+            match page {
+                AnyPage::$variant(p) => Some(p.clone()),
+                _ => None,
+            }
+        }
+    };
+}
+
 impl Rec for QuadKey {
     const RAW: usize = 32;
     const MIN: Self = [0; 4];
@@ -324,21 +346,7 @@ impl Rec for TermRec {
         }
         Some(out)
     }
-    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
-        &seg.terms
-    }
-    fn per_page() -> usize {
-        TERM_PAGE
-    }
-    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
-        AnyPage::Terms(page)
-    }
-    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
-        match page {
-            AnyPage::Terms(p) => Some(p.clone()),
-            _ => None,
-        }
-    }
+    section!(terms, TERM_PAGE, Terms);
 }
 
 impl Rec for TxRec {
@@ -386,21 +394,7 @@ impl Rec for TxRec {
         }
         Some(out)
     }
-    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
-        &seg.txs
-    }
-    fn per_page() -> usize {
-        TX_PAGE
-    }
-    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
-        AnyPage::Txs(page)
-    }
-    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
-        match page {
-            AnyPage::Txs(p) => Some(p.clone()),
-            _ => None,
-        }
-    }
+    section!(txs, TX_PAGE, Txs);
 }
 
 impl Rec for DigestRec {
@@ -448,21 +442,7 @@ impl Rec for DigestRec {
         }
         Some(out)
     }
-    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
-        &seg.digests
-    }
-    fn per_page() -> usize {
-        DIGEST_PAGE
-    }
-    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
-        AnyPage::Digests(page)
-    }
-    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
-        match page {
-            AnyPage::Digests(p) => Some(p.clone()),
-            _ => None,
-        }
-    }
+    section!(digests, DIGEST_PAGE, Digests);
 }
 
 impl Rec for TxDigestRec {
@@ -492,21 +472,7 @@ impl Rec for TxDigestRec {
         let n = r.count(Self::RAW)?;
         (0..n).map(|_| Self::read_raw(&mut r)).collect()
     }
-    fn dir(seg: &Segment, _: u8) -> &Directory<Self> {
-        &seg.tx_digests
-    }
-    fn per_page() -> usize {
-        TX_DIGEST_PAGE
-    }
-    fn to_any(page: Arc<Vec<Self>>) -> AnyPage {
-        AnyPage::TxDigests(page)
-    }
-    fn from_any(page: &AnyPage) -> Option<Arc<Vec<Self>>> {
-        match page {
-            AnyPage::TxDigests(p) => Some(p.clone()),
-            _ => None,
-        }
-    }
+    section!(tx_digests, TX_DIGEST_PAGE, TxDigests);
 }
 
 // ---------------------------------------------------------------------------------------------

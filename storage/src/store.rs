@@ -127,6 +127,16 @@ pub struct TxLocation {
     pub triples: u64,
 }
 
+impl TxLocation {
+    fn of(tx: &TxRec) -> Self {
+        TxLocation {
+            height: tx.height,
+            index: tx.index,
+            triples: tx.triples,
+        }
+    }
+}
+
 /// A final transaction's canonical digest ([`crate::digest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxDigest {
@@ -1267,11 +1277,7 @@ impl Store {
 
     pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>, StorageError> {
         let live = self.inner.live();
-        Ok(self.inner.tx_rec(&live, &id.0)?.map(|r| TxLocation {
-            height: r.height,
-            index: r.index,
-            triples: r.triples,
-        }))
+        Ok(self.inner.tx_rec(&live, &id.0)?.map(|r| TxLocation::of(&r)))
     }
 
     /// Which of `ids` are final, looked up in one view of the store, and the final height of
@@ -1342,6 +1348,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Hash, TxLocation)>, StorageError> {
         let mut out = Vec::new();
+        // One view of the store for both parts, so no commit lands between them.
+        let live = self.inner.live();
         // Rows of transactions committed before the digest sections existed: all older.
         let prefix = [&[LEGACY_DIGEST_BY_VALUE][..], digest].concat();
         for entry in self.inner.digests.scan_prefix(&prefix) {
@@ -1362,13 +1370,14 @@ impl Store {
             // Those rows were written ahead of their commit point: one whose transaction is
             // not final there (a commit prepared and dropped, or interrupted by a crash) is
             // not listed.
-            match self.tx_location(&id)? {
-                Some(loc) if loc.height == height && loc.index == index => out.push((id, loc)),
+            match self.inner.tx_rec(&live, &id.0)? {
+                Some(tx) if tx.height == height && tx.index == index => {
+                    out.push((id, TxLocation::of(&tx)));
+                }
                 _ => {}
             }
         }
         // The digest sections of the live segments: final by construction, oldest first.
-        let live = self.inner.live();
         let segs: Vec<Arc<Segment>> = live
             .segments
             .iter()
@@ -1401,14 +1410,7 @@ impl Store {
                     "a digest record names a transaction that is not final",
                 ));
             };
-            out.push((
-                Hash(rec.id),
-                TxLocation {
-                    height: tx.height,
-                    index: tx.index,
-                    triples: tx.triples,
-                },
-            ));
+            out.push((Hash(rec.id), TxLocation::of(&tx)));
         }
         Ok(out)
     }
