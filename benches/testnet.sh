@@ -179,6 +179,7 @@ case "${1:-}" in
     "$provchain" bench --node "$(IFS=,; echo "${api[*]}")" --pid "$pids" "$@"
     histogram provchain_block_propagation_seconds
     histogram provchain_block_arrival_seconds
+    histogram provchain_block_handoff_seconds
     histogram provchain_block_import_seconds
     histogram provchain_block_commit_seconds
     propagation_spread

@@ -1,7 +1,7 @@
 //! `provchaind`: the ProvChain node, assembled from the library crates.
 //!
 //! [`start`] builds a node from a validated [`Config`]: it loads (or, in dev mode, creates) the
-//! node key and genesis, opens the store, starts the p2p swarm task, the chain task (the single
+//! node key and genesis, opens the store, starts the p2p swarm task (on its own network thread), the chain task (the single
 //! writer of chain state, see [`chain`]), the sync task, and the HTTP and metrics servers. Tasks
 //! are supervised: if one stops or panics, the node shuts down cleanly instead of running on
 //! half-alive. [`RunningNode::shutdown`] stops listeners, lets the chain task flush storage, and

@@ -114,6 +114,7 @@ pub struct Metrics {
     pub block_commit_seconds: Histogram,
     pub block_propagation_seconds: Histogram,
     pub block_arrival_seconds: Histogram,
+    pub block_handoff_seconds: Histogram,
     pub tx_gossip_batch_size: Histogram,
     pub compact_blocks: Family<OutcomeLabel, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -168,6 +169,7 @@ impl Metrics {
             block_commit_seconds: Histogram::new(seconds_buckets()),
             block_propagation_seconds: Histogram::new(seconds_buckets()),
             block_arrival_seconds: Histogram::new(seconds_buckets()),
+            block_handoff_seconds: Histogram::new(seconds_buckets()),
             tx_gossip_batch_size: Histogram::new([
                 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 512.0,
             ]),
@@ -322,6 +324,13 @@ impl Metrics {
              layer (the network part of block_propagation)",
             Unit::Seconds,
             m.block_arrival_seconds.clone(),
+        );
+        r.register_with_unit(
+            "block_handoff",
+            "Delay from a gossiped block's arrival in this node's network layer to the chain \
+             task taking it up (the wait between the two)",
+            Unit::Seconds,
+            m.block_handoff_seconds.clone(),
         );
         r.register(
             "tx_gossip_batch_size",

@@ -8,7 +8,8 @@
 //! milliseconds of delay there cost nothing. Storage (the writer's commits, segment merges,
 //! sled's flushes) is background work.
 //!
-//! The async workers carry the block path at the default priority. Admission runs on a
+//! The network thread (`provchain-p2p`, its own runtime and reactor) and the async workers
+//! carry the block path at the default priority. Admission runs on a
 //! [`CheckPool`] of one thread per core at [`CHECK_NICENESS`], so that when a block arrives
 //! on a machine busy with admissions, the scheduler hands a core to the block first. The
 //! storage threads run lower still (`writer.rs`). Niceness on Linux is a per-thread

@@ -156,6 +156,11 @@ async fn compact_blocks_are_rebuilt_from_held_transactions_or_fetched_by_sync() 
     p2p.queue_compact_block(&compact(&b1));
     node.wait_final(&t1.id().to_hex(), LONG).await;
     assert_eq!(compact_count(&node, "complete").await, 1.0);
+    // Its hops were timed: into the network layer, and on to the chain task.
+    for hop in ["arrival", "handoff"] {
+        let name = format!("provchain_block_{hop}_seconds_count");
+        assert_eq!(node.metric(&name).await, Some(1.0), "{name}");
+    }
     // Served by sync only from now on, so that sync cannot bring the block instead.
     serve(&b1);
 

@@ -16,9 +16,12 @@
 //!
 //! # Tasks and channels
 //!
-//! [`spawn`] builds the swarm, binds the listeners (so a busy port is reported at once) and
-//! starts **one task**, the swarm task, which owns the swarm and all per-peer state. The rest of
-//! the node talks to it through:
+//! [`spawn`] starts the **network thread**, a single-threaded tokio runtime of its own whose
+//! reactor owns every socket; there it builds the swarm, binds the listeners (so a busy port is
+//! reported at once) and runs **one task**, the swarm task, which owns the swarm and all
+//! per-peer state (libp2p's connection tasks run on the same thread). Off the node's shared
+//! runtime, a block's bytes are read the moment they arrive however busy the node's workers
+//! are. The rest of the node talks to it through:
 //!
 //! * a cloneable [`P2pHandle`]: every method sends a command on a bounded channel
 //!   ([`COMMAND_CHANNEL_CAPACITY`]) and, where there is an answer, awaits it on a oneshot;
@@ -524,11 +527,12 @@ pub fn parse_swarm_key(text: &str) -> Result<[u8; 32], P2pError> {
     Ok(key)
 }
 
-/// Builds the swarm, binds the listeners (failing with [`P2pError::PortInUse`] when the port
-/// is taken) and starts the swarm task. Must be called inside a tokio runtime. Async so callers
-/// can `.await?` it alongside other startup steps; it does not wait on the network.
+/// Starts the network thread (its own single-threaded runtime, which owns every socket),
+/// builds the swarm and binds the listeners there, failing with [`P2pError::PortInUse`] when
+/// the port is taken. Returns once the swarm listens; it does not wait on peers. The thread
+/// stops when [`P2pHandle::shutdown`] is called or every handle is dropped.
 pub async fn spawn(config: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEvent>), P2pError> {
-    service::spawn(config)
+    service::spawn(config).await
 }
 
 /// First 16 hex digits of the genesis hash: the network's prefix in protocol names and topics.

@@ -314,7 +314,69 @@ fn probe_port(addr: &Multiaddr) -> Result<(), P2pError> {
     }
 }
 
-pub(crate) fn spawn(cfg: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEvent>), P2pError> {
+/// Starts the network thread and waits until its swarm listens (or failed to).
+///
+/// The swarm runs on a thread of its own with its own single-threaded tokio runtime, whose
+/// reactor owns every socket of the swarm. On the node's shared runtime, a socket becoming
+/// readable was noticed only when a worker next polled the I/O driver — after its current
+/// task, and under load after up to 61 other task polls — so a block could sit in the kernel
+/// for milliseconds while both workers served HTTP submissions. The network thread sleeps in
+/// `epoll` and wakes the moment bytes arrive, and a block the chain task queues wakes it at
+/// once instead of waiting for that task to yield its worker.
+pub(crate) async fn spawn(
+    cfg: P2pConfig,
+) -> Result<(P2pHandle, mpsc::Receiver<P2pEvent>), P2pError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("provchain-p2p".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(P2pError::Transport(format!(
+                        "cannot start the network runtime: {e}"
+                    ))));
+                    return;
+                }
+            };
+            let stopped = runtime.block_on(async move {
+                match start(cfg) {
+                    Ok((service, commands, handle, events)) => {
+                        if ready_tx.send(Ok((handle, events))).is_ok() {
+                            return service.run(commands).await;
+                        }
+                        None
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        None
+                    }
+                }
+            });
+            // Connection tasks live on this runtime: dropping it closes their sockets, so a
+            // caller of `shutdown` sees every connection gone when it returns.
+            drop(runtime);
+            if let Some(done) = stopped {
+                let _ = done.send(());
+            }
+        })
+        .map_err(|e| P2pError::Transport(format!("cannot start the network thread: {e}")))?;
+    ready_rx.await.map_err(|_| P2pError::Stopped)?
+}
+
+/// What [`start`] hands back: the service to run, its command queue, and the node's ends.
+type Started = (
+    Service,
+    mpsc::Receiver<Command>,
+    P2pHandle,
+    mpsc::Receiver<P2pEvent>,
+);
+
+/// Builds the swarm and binds its listeners; must run inside the network thread's runtime.
+fn start(cfg: P2pConfig) -> Result<Started, P2pError> {
     if cfg.max_message_bytes < 1024 {
         return Err(P2pError::Config(format!(
             "max_message_bytes {} is too small for any block",
@@ -392,8 +454,9 @@ pub(crate) fn spawn(cfg: P2pConfig) -> Result<(P2pHandle, mpsc::Receiver<P2pEven
         #[cfg(test)]
         garbage_responses: None,
     };
-    tokio::spawn(service.run(cmd_rx));
     Ok((
+        service,
+        cmd_rx,
         P2pHandle {
             commands: cmd_tx,
             local_peer_id,
@@ -499,7 +562,9 @@ struct Service {
 }
 
 impl Service {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    /// Runs until shut down (returning the confirmation to send once the runtime is gone) or
+    /// until every handle is dropped.
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> Option<oneshot::Sender<()>> {
         let mut redial = tokio::time::interval(REDIAL_TICK);
         let mut bootstrap = tokio::time::interval(self.bootstrap_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -539,9 +604,7 @@ impl Service {
         // the port at once.
         drop(self);
         info!(%peer_id, "p2p service stopped");
-        if let Some(done) = stopped {
-            let _ = done.send(());
-        }
+        stopped
     }
 
     // ---- events to the node -------------------------------------------------------------

@@ -905,3 +905,55 @@ fn peer_id_of_matches_the_libp2p_identity() {
     let bogus = provchain_consensus::PublicKey([0xff; 32]);
     assert_eq!(peer_id_of(&bogus), peer_id_of(&bogus));
 }
+
+/// The swarm runs on a network thread of its own: a block gossiped to a node arrives while
+/// the runtime that started both nodes is not running at all (as when a node's workers are
+/// all busy). With the swarm on the caller's runtime nothing would move.
+#[test]
+fn gossip_arrives_while_the_callers_runtime_is_stalled() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let g = genesis(2);
+    let (n1, mut n2) = rt.block_on(async {
+        let n1 = Node::start(config(1, &g, vec![])).await;
+        let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
+        n2.wait_connected(&[n1.peer_id]).await;
+        let h1 = n1.handle.clone();
+        eventually("node 1 meshes with node 2", || {
+            let h = h1.clone();
+            async move { h.stats().await.block_mesh_peers >= 1 }
+        })
+        .await;
+        (n1, n2)
+    });
+
+    // From here on this thread never runs `rt`: it queues a block and waits for it.
+    let block = block_at_slot(&g, 1);
+    n1.handle.queue_block(&block);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match n2.events.try_recv() {
+            Ok(P2pEvent::BlockReceived {
+                from, block: got, ..
+            }) => {
+                assert_eq!((from, *got), (n1.peer_id, block));
+                break;
+            }
+            Ok(_) => {}
+            Err(mpsc::error::TryRecvError::Empty) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the block did not arrive while the caller's runtime was stalled"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => panic!("node 2 stopped"),
+        }
+    }
+    rt.block_on(async {
+        n1.handle.shutdown().await;
+        n2.handle.shutdown().await;
+    });
+}
