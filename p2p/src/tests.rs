@@ -112,6 +112,12 @@ impl Node {
         }
     }
 
+    /// Waits until this node's network counters satisfy `cond`.
+    async fn wait_stats(&self, what: &str, cond: impl Fn(&NetworkStats) -> bool) {
+        let (handle, cond) = (&self.handle, &cond);
+        eventually(what, move || async move { cond(&handle.stats().await) }).await;
+    }
+
     async fn next_block(&mut self) -> (PeerId, MessageId, Block) {
         self.wait("BlockReceived", |ev| match ev {
             P2pEvent::BlockReceived {
@@ -217,16 +223,12 @@ async fn gossip_accept_forwards_and_reject_does_not() {
     let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
     let mut n3 = Node::start(config(3, &g, vec![n2.full_addr()])).await;
     n2.wait_connected(&[n1.peer_id, n3.peer_id]).await;
-    let h2 = n2.handle.clone();
-    eventually("node 2 meshes with nodes 1 and 3", || {
-        let h = h2.clone();
-        async move { h.stats().await.block_mesh_peers >= 2 }
+    n2.wait_stats("node 2 meshes with nodes 1 and 3", |s| {
+        s.block_mesh_peers >= 2
     })
     .await;
-    let h1 = n1.handle.clone();
-    eventually("node 1 sees node 2 subscribed", || {
-        let h = h1.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    n1.wait_stats("node 1 sees node 2 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
     assert!(
@@ -381,10 +383,8 @@ async fn non_allowed_peer_is_refused_and_gets_no_gossip() {
         .await;
     assert_eq!(refused, x.peer_id);
     assert!(n1.handle.stats().await.refused_connections >= 1);
-    let h1 = n1.handle.clone();
-    eventually("node 1 sees node 2 subscribed", || {
-        let h = h1.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    n1.wait_stats("node 1 sees node 2 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
     let b = block_at_slot(&g, 1);
@@ -422,10 +422,8 @@ async fn private_network_requires_the_same_psk() {
     let p3 = Node::start(with_psk(3, vec![p1.full_addr()], None)).await;
     let p4 = Node::start(with_psk(4, vec![p1.full_addr()], Some([8u8; 32]))).await;
     for n in [&p3, &p4] {
-        let h = n.handle.clone();
-        eventually("a dial without the right key fails", || {
-            let h = h.clone();
-            async move { h.stats().await.dial_failures >= 1 }
+        n.wait_stats("a dial without the right key fails", |s| {
+            s.dial_failures >= 1
         })
         .await;
     }
@@ -447,10 +445,8 @@ async fn garbage_gossip_and_sync_bytes_are_rejected_without_panic() {
     let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
     n1.wait_connected(&[n2.peer_id]).await;
     n2.wait_connected(&[n1.peer_id]).await;
-    let h1 = n1.handle.clone();
-    eventually("node 1 sees node 2 subscribed", || {
-        let h = h1.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    n1.wait_stats("node 1 sees node 2 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
     let invalid = |want: &'static str| {
@@ -525,10 +521,8 @@ async fn a_peer_that_keeps_misbehaving_is_banned_then_let_back() {
     let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
     n1.wait_connected(&[n2.peer_id]).await;
     n2.wait_connected(&[n1.peer_id]).await;
-    let h1 = n1.handle.clone();
-    eventually("node 1 sees node 2 subscribed", || {
-        let h = h1.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    n1.wait_stats("node 1 sees node 2 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
 
@@ -621,10 +615,8 @@ async fn authority_added_at_runtime_is_admitted_and_its_gossip_accepted() {
         .expect("node 3 in node 1's peers");
     assert!(info.is_authority);
 
-    let hc = c.handle.clone();
-    eventually("node 3 sees node 1 subscribed", || {
-        let h = hc.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    c.wait_stats("node 3 sees node 1 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
     let b = block_at_slot(&g, 1);
@@ -679,10 +671,8 @@ async fn authority_removed_at_runtime_is_dropped_unless_an_allowed_peer() {
     assert_eq!(observer.connected_since_ms, d_since, "node 4 reconnected");
 
     // The observer's gossip is still accepted.
-    let hd = d.handle.clone();
-    eventually("node 4 sees node 1 subscribed", || {
-        let h = hd.clone();
-        async move { h.stats().await.block_topic_peers >= 1 }
+    d.wait_stats("node 4 sees node 1 subscribed", |s| {
+        s.block_topic_peers >= 1
     })
     .await;
     let b = block_at_slot(&g, 1);
@@ -920,12 +910,8 @@ fn gossip_arrives_while_the_callers_runtime_is_stalled() {
         let n1 = Node::start(config(1, &g, vec![])).await;
         let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
         n2.wait_connected(&[n1.peer_id]).await;
-        let h1 = n1.handle.clone();
-        eventually("node 1 meshes with node 2", || {
-            let h = h1.clone();
-            async move { h.stats().await.block_mesh_peers >= 1 }
-        })
-        .await;
+        n1.wait_stats("node 1 meshes with node 2", |s| s.block_mesh_peers >= 1)
+            .await;
         (n1, n2)
     });
 
