@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use provchain_consensus::{
     Block, CompactBlock, Decode, Encode, Genesis, Keypair, Limits, RdfFormat, Transaction, TxBody,
-    ValidationContext, validate_block, validate_block_with,
+    ValidationContext, merkle_root, validate_block, validate_block_with,
 };
 
 /// Runs `f` repeatedly for about `budget`, returns the mean time per call.
@@ -69,7 +69,7 @@ fn main() {
 
     let body = |n: u64| TxBody {
         format: RdfFormat::Turtle,
-        data: doc(n),
+        data: doc(n).into(),
         submitter: nodes[(n % 3) as usize].public(),
         client: None,
         timestamp_ms: 1_700_000_000_000 + n,
@@ -196,6 +196,13 @@ fn main() {
         let t = time(budget, || block.tx_ids());
         println!(
             "  tx ids                     {:>8.2} ms  ({:.2} µs/tx)",
+            t.as_secs_f64() * 1e3,
+            per(t)
+        );
+        let ids = block.tx_ids();
+        let t = time(budget, || merkle_root(&ids));
+        println!(
+            "  tx_root over the ids       {:>8.2} ms  ({:.2} µs/tx)",
             t.as_secs_f64() * 1e3,
             per(t)
         );

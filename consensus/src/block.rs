@@ -6,10 +6,11 @@
 //! activity therefore keep the exact encoding and hashes they always had.
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain, hash_with};
+use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain};
 use crate::governance::{GovernanceItem, MAX_ITEMS_PER_BLOCK};
 use crate::merkle::merkle_root;
 use crate::tx::Transaction;
+use crate::validate::BlockError;
 
 /// Header version of blocks without governance items.
 pub const HEADER_VERSION: u8 = 1;
@@ -34,13 +35,13 @@ pub struct BlockHeader {
 impl BlockHeader {
     /// The block hash: blake3 over the header's canonical encoding, in its own domain.
     pub fn hash(&self) -> Hash {
-        hash_with(domain::BLOCK_HEADER, &[&self.encode()])
+        domain::BLOCK_HEADER.hash(&[&self.encode()])
     }
 
     /// The message a proposer signs: the header hash bound to the network's genesis, so a seal
     /// cannot be replayed on another network.
     pub fn seal_message(&self, genesis_hash: &Hash) -> Hash {
-        hash_with(domain::BLOCK_SEAL, &[&genesis_hash.0, &self.hash().0])
+        domain::BLOCK_SEAL.hash(&[&genesis_hash.0, &self.hash().0])
     }
 }
 
@@ -247,6 +248,29 @@ pub struct CompactBlock {
     pub signature: Signature,
 }
 
+/// The transaction ids of a compact block that passed [`CompactBlock::check`]: the ones its
+/// header's `tx_root` commits to, under a seal that verifies. Only that check makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedIds {
+    header: Hash,
+    ids: Vec<Hash>,
+}
+
+impl CheckedIds {
+    /// The hash of the header the ids were checked against.
+    pub fn header(&self) -> Hash {
+        self.header
+    }
+
+    pub fn ids(&self) -> &[Hash] {
+        &self.ids
+    }
+
+    pub fn into_ids(self) -> Vec<Hash> {
+        self.ids
+    }
+}
+
 impl CompactBlock {
     /// `block` in compact form, carrying the transactions at positions `prefill` (ascending)
     /// in full; `tx_ids` must be the ids of its transactions, in order
@@ -278,6 +302,22 @@ impl CompactBlock {
         self.header
             .proposer
             .verify(&self.header.seal_message(genesis_hash).0, &self.signature)
+    }
+
+    /// Checks that the ids are the ones the header commits to and that the seal verifies,
+    /// what a receiver establishes before looking any transaction up. The result lets the
+    /// rebuilt block's validation skip both ([`crate::validate_block_with_ids`]).
+    pub fn check(&self, genesis_hash: &Hash) -> Result<CheckedIds, BlockError> {
+        if !self.ids_match_header() {
+            return Err(BlockError::TxRootMismatch);
+        }
+        if !self.verify_seal(genesis_hash) {
+            return Err(BlockError::BadSignature);
+        }
+        Ok(CheckedIds {
+            header: self.hash(),
+            ids: self.tx_ids.clone(),
+        })
     }
 
     /// The full block, given its transactions in the order of [`Self::tx_ids`].

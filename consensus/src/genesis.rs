@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, BlockHeader, HEADER_VERSION};
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::crypto::{Hash, PublicKey, Signature, domain, hash_with};
+use crate::crypto::{Hash, PublicKey, Signature, domain};
 use crate::governance::GovernanceParams;
 use crate::merkle::merkle_root;
 
@@ -29,7 +29,7 @@ pub struct Genesis {
 
 impl Genesis {
     pub fn hash(&self) -> Hash {
-        hash_with(domain::GENESIS, &[&self.encode()])
+        domain::GENESIS.hash(&[&self.encode()])
     }
 
     /// The block at height 0. It carries no transactions and no signature; its parent hash is the

@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain, hash_with};
+use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain};
 use crate::genesis::{AuthoritySource, Genesis, MAX_AUTHORITIES};
 use crate::schedule::finality_threshold;
 
@@ -240,15 +240,12 @@ impl Proposal {
     /// proposed (version, action, proposer, nonce), in its own domain. The signature is left out
     /// so the id names the proposal, not one particular signature's bytes.
     pub fn id(&self) -> Hash {
-        hash_with(domain::GOVERNANCE_PROPOSAL_ID, &[&self.body_bytes()])
+        domain::GOVERNANCE_PROPOSAL_ID.hash(&[&self.body_bytes()])
     }
 
     /// The message the proposer signs, bound to the network.
     pub fn signing_message(&self, genesis_hash: &Hash) -> Hash {
-        hash_with(
-            domain::GOVERNANCE_PROPOSAL_SIGNATURE,
-            &[&genesis_hash.0, &self.body_bytes()],
-        )
+        domain::GOVERNANCE_PROPOSAL_SIGNATURE.hash(&[&genesis_hash.0, &self.body_bytes()])
     }
 
     /// Whether the signature is the proposer's, for the network `genesis_hash`.
@@ -308,15 +305,12 @@ impl Vote {
 
     /// The message the voter signs, bound to the network.
     pub fn signing_message(&self, genesis_hash: &Hash) -> Hash {
-        hash_with(
-            domain::GOVERNANCE_VOTE_SIGNATURE,
-            &[
-                &genesis_hash.0,
-                &[VOTE_VERSION],
-                &self.proposal.0,
-                &self.voter.0,
-            ],
-        )
+        domain::GOVERNANCE_VOTE_SIGNATURE.hash(&[
+            &genesis_hash.0,
+            &[VOTE_VERSION],
+            &self.proposal.0,
+            &self.voter.0,
+        ])
     }
 
     /// Whether the signature is the voter's, for the network `genesis_hash`.
@@ -365,7 +359,7 @@ impl GovernanceItem {
     /// blake3 over the item's canonical encoding (signature included), in its own domain; for
     /// deduplicating items in pools and on the wire.
     pub fn id(&self) -> Hash {
-        hash_with(domain::GOVERNANCE_ITEM_ID, &[&self.encode()])
+        domain::GOVERNANCE_ITEM_ID.hash(&[&self.encode()])
     }
 
     /// The authority that signed the item.

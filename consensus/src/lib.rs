@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod tx;
 pub mod validate;
 
-pub use block::{Block, BlockDraft, BlockHeader, CompactBlock};
+pub use block::{Block, BlockDraft, BlockHeader, CheckedIds, CompactBlock};
 pub use codec::{Decode, DecodeError, Encode};
 pub use crypto::{Hash, Keypair, PublicKey, Signature};
 pub use forktree::{Equivocation, Finalized, ForkError, ForkTree, Route, SlotRegistry};

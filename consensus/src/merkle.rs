@@ -6,20 +6,20 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Hash, domain, hash_with};
+use crate::crypto::{Hash, domain};
 
 fn leaf(id: &Hash) -> Hash {
-    hash_with(domain::MERKLE_LEAF, &[&id.0])
+    domain::MERKLE_LEAF.hash(&[&id.0])
 }
 
 fn node(l: &Hash, r: &Hash) -> Hash {
-    hash_with(domain::MERKLE_NODE, &[&l.0, &r.0])
+    domain::MERKLE_NODE.hash(&[&l.0, &r.0])
 }
 
 /// Root of the tree over `ids` (in block order).
 pub fn merkle_root(ids: &[Hash]) -> Hash {
     if ids.is_empty() {
-        return hash_with(domain::MERKLE_EMPTY, &[]);
+        return domain::MERKLE_EMPTY.hash(&[]);
     }
     let mut level: Vec<Hash> = ids.iter().map(leaf).collect();
     while level.len() > 1 {
@@ -92,6 +92,7 @@ pub fn verify_merkle_proof(id: &Hash, path: &[ProofStep], root: &Hash) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::hash_with;
 
     fn ids(n: usize) -> Vec<Hash> {
         (0..n)

@@ -161,7 +161,7 @@ impl InclusionProof {
             genesis_hash,
             tx_id: self.tx_id,
             format: tx.body.format,
-            data: tx.body.data,
+            data: tx.body.data.to_string(),
             submitter: tx.body.submitter,
             client: tx.body.client,
             submitted_at_ms: tx.body.timestamp_ms,

@@ -4,11 +4,13 @@
 //! client subject when API auth is on and the acceptance time. `tx_id` is the blake3 hash of the
 //! complete canonical encoding, signature included (ed25519 signatures are deterministic).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain, hash_with};
+use crate::crypto::{Hash, Keypair, PublicKey, Signature, domain};
 
 const TX_VERSION: u8 = 1;
 /// Largest RDF payload one transaction may carry. Bounds decoding; the node's configured limit
@@ -71,7 +73,9 @@ impl RdfFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxBody {
     pub format: RdfFormat,
-    pub data: String,
+    /// The RDF document. Shared: a transaction is copied from the gossip batch to the pool,
+    /// into blocks and to the storage writer, and each copy is a reference count, not 1 KB.
+    pub data: Arc<str>,
     /// Key of the node that accepted the document.
     pub submitter: PublicKey,
     /// Authenticated API client subject, when auth is on.
@@ -109,7 +113,7 @@ impl TxBody {
     fn signing_message(&self, genesis_hash: &Hash) -> Hash {
         let mut w = Writer::with_capacity(self.data.len() + 128);
         self.encode_to(&mut w);
-        hash_with(domain::TX_SIGNATURE, &[&genesis_hash.0, w.as_slice()])
+        domain::TX_SIGNATURE.hash(&[&genesis_hash.0, w.as_slice()])
     }
 }
 
@@ -124,7 +128,7 @@ impl Transaction {
     }
 
     pub fn id(&self) -> Hash {
-        hash_with(domain::TX_ID, &[&self.encode()])
+        domain::TX_ID.hash(&[&self.encode()])
     }
 
     /// The message the submitter signed, for batch verification.
@@ -206,7 +210,7 @@ impl Decode for Transaction {
             });
         }
         let format = RdfFormat::from_tag(r.u8()?)?;
-        let data = r.str("transaction data", MAX_TX_DATA)?.to_owned();
+        let data = Arc::from(r.str("transaction data", MAX_TX_DATA)?);
         let submitter = PublicKey(r.fixed()?);
         let client = r
             .option_str("client subject", MAX_CLIENT_LEN)?

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 
 use thiserror::Error;
 
-use crate::block::{Block, BlockHeader, GOVERNANCE_HEADER_VERSION, HEADER_VERSION, gov_root};
+use crate::block::{
+    Block, BlockHeader, CheckedIds, GOVERNANCE_HEADER_VERSION, HEADER_VERSION, gov_root,
+};
 use crate::crypto::{Hash, PublicKey, verify_batch};
 use crate::merkle::merkle_root;
 use crate::schedule::{leader, slot_at, slot_start_ms};
@@ -211,22 +213,26 @@ pub fn validate_block_with(
     validate_block_with_ids(block, parent, ctx, verified, None)
 }
 
-/// [`validate_block_with`] given the block's transaction ids, when the caller already holds
-/// them (a block rebuilt from a node's pool, whose keys are the ids): `ids`, if given, must be
-/// the ids of `block.transactions`, in order — the caller vouches for that; every rule is still
-/// checked against them (`tx_root`, duplicates, signatures).
+/// [`validate_block_with`] for a block rebuilt from a compact block and the transactions a
+/// node holds (its pool, whose keys are the ids): `known`, the compact block's
+/// [`CheckedIds`], must be the ids of `block.transactions`, in order — the caller vouches for
+/// that. When they were checked against this block's header, its seal and `tx_root` are not
+/// checked a second time; every other rule still is (duplicates, limits, signatures). Ids
+/// checked against another header are ignored: the block is validated in full.
 pub fn validate_block_with_ids(
     block: &Block,
     parent: &BlockHeader,
     ctx: &ValidationContext<'_>,
     verified: impl Fn(&Hash) -> bool,
-    ids: Option<Vec<Hash>>,
+    known: Option<CheckedIds>,
 ) -> Result<Vec<Hash>, BlockError> {
     validate_header(&block.header, parent, ctx)?;
-    if !block.verify_seal(&ctx.genesis_hash) {
+    let known =
+        known.filter(|k| k.header() == block.hash() && k.ids().len() == block.transactions.len());
+    if known.is_none() && !block.verify_seal(&ctx.genesis_hash) {
         return Err(BlockError::BadSignature);
     }
-    validate_body_inner(block, ctx, verified, ids)
+    validate_body_inner(block, ctx, verified, known)
 }
 
 /// Limits, `tx_root`, duplicates and transaction envelopes.
@@ -248,7 +254,7 @@ fn validate_body_inner(
     block: &Block,
     ctx: &ValidationContext<'_>,
     verified: impl Fn(&Hash) -> bool,
-    ids: Option<Vec<Hash>>,
+    known: Option<CheckedIds>,
 ) -> Result<Vec<Hash>, BlockError> {
     let count = block.transactions.len();
     if count > ctx.limits.max_block_txs {
@@ -264,13 +270,16 @@ fn validate_body_inner(
             max: ctx.limits.max_block_bytes,
         });
     }
-    let ids = match ids {
-        Some(ids) if ids.len() == count => ids,
-        _ => block.tx_ids(),
+    let ids = match known {
+        Some(known) => known.into_ids(),
+        None => {
+            let ids = block.tx_ids();
+            if merkle_root(&ids) != block.header.tx_root {
+                return Err(BlockError::TxRootMismatch);
+            }
+            ids
+        }
     };
-    if merkle_root(&ids) != block.header.tx_root {
-        return Err(BlockError::TxRootMismatch);
-    }
     let mut seen = HashSet::with_capacity(ids.len());
     for id in &ids {
         if !seen.insert(*id) {

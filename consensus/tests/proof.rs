@@ -15,7 +15,7 @@ fn setup() -> (Genesis, Block, Vec<Keypair>) {
         .map(|i| {
             let body = TxBody {
                 format: RdfFormat::Turtle,
-                data: format!("<http://ex/item{i}> <http://ex/p> \"{i}\" ."),
+                data: format!("<http://ex/item{i}> <http://ex/p> \"{i}\" .").into(),
                 submitter: keys[0].public(),
                 client: Some("alice".into()),
                 timestamp_ms: 1_000 + i,

@@ -70,18 +70,44 @@ fn a_valid_block_passes() {
         vec![net.tx("<a> <b> <c> ."), net.tx("<a> <b> <d> .")],
     );
     assert_eq!(validate_block(&b, &g, &net.ctx(10_500)), Ok(()));
-    // Ids the caller already holds are used as given, and still checked against the header.
+    // A block rebuilt from its compact form: the ids checked against its header are used
+    // as they are.
     let ctx = net.ctx(10_500);
     let ids = b.tx_ids();
+    let checked = CompactBlock::of(&b, ids.clone(), &[])
+        .check(&net.gh())
+        .expect("the compact form of a sealed block checks");
+    assert_eq!(checked.ids(), &ids[..]);
     assert_eq!(
-        validate_block_with_ids(&b, &g, &ctx, |_| false, Some(ids.clone())),
+        validate_block_with_ids(&b, &g, &ctx, |_| false, Some(checked.clone())),
         Ok(ids.clone())
     );
-    let mut swapped = ids;
-    swapped.reverse();
+    // Every rule besides seal and tx_root still applies: the rebuilt transactions' signatures
+    // are verified unless the pool vouches for them.
+    let mut forged_tx = b.clone();
+    forged_tx.transactions[1].signature = forged_tx.transactions[0].signature;
+    assert!(matches!(
+        validate_block_with_ids(&forged_tx, &g, &ctx, |_| false, Some(checked.clone())),
+        Err(BlockError::InvalidTransaction { index: 1, .. })
+    ));
+    // Ids checked against another header do not stand for this block's: it is validated in
+    // full, and a block whose seal or tx_root is wrong fails as without them.
+    let other = net.block(
+        &g,
+        10,
+        vec![net.tx("<a> <b> <e> ."), net.tx("<a> <b> <f> .")],
+    );
+    let mut mixed = other.clone();
+    mixed.transactions = b.transactions.clone();
     assert_eq!(
-        validate_block_with_ids(&b, &g, &ctx, |_| false, Some(swapped)),
+        validate_block_with_ids(&mixed, &g, &ctx, |_| false, Some(checked.clone())),
         Err(BlockError::TxRootMismatch)
+    );
+    let mut resealed = b.clone();
+    resealed.header.timestamp_ms += 1;
+    assert_eq!(
+        validate_block_with_ids(&resealed, &g, &ctx, |_| false, Some(checked)),
+        Err(BlockError::BadSignature)
     );
 }
 
@@ -404,12 +430,16 @@ fn compact_blocks_round_trip_and_rebuild_the_block() {
     let mut swapped = c.clone();
     swapped.tx_ids.reverse();
     assert!(!swapped.ids_match_header());
+    assert_eq!(swapped.check(&net.gh()), Err(BlockError::TxRootMismatch));
     let mut short = c.clone();
     short.tx_ids.pop();
     assert!(!short.ids_match_header());
+    assert_eq!(short.check(&net.gh()), Err(BlockError::TxRootMismatch));
     let mut forged = c.clone();
     forged.header.timestamp_ms += 1;
     assert!(!forged.verify_seal(&net.gh()));
+    assert_eq!(forged.check(&net.gh()), Err(BlockError::BadSignature));
+    assert_eq!(c.check(&net.gh()).map(|k| k.header()), Ok(b.hash()));
     for cut in 0..bytes.len() {
         assert!(
             CompactBlock::decode(&bytes[..cut]).is_err(),
@@ -442,7 +472,7 @@ mod prop {
         #[test]
         fn transactions_round_trip(data in ".{1,200}", client in proptest::option::of("[a-z]{0,20}"), ts in any::<u64>()) {
             let key = Keypair::from_secret([7; 32]);
-            let body = TxBody { format: RdfFormat::Turtle, data, submitter: key.public(), client, timestamp_ms: ts };
+            let body = TxBody { format: RdfFormat::Turtle, data: data.into(), submitter: key.public(), client, timestamp_ms: ts };
             let tx = Transaction::sign(body, &key, &Hash::default());
             let back = Transaction::decode(&tx.encode()).expect("round trip");
             prop_assert_eq!(back.id(), tx.id());

@@ -367,7 +367,7 @@ fn tx_body_json(t: &Transaction, id: &Hash) -> Value {
         "submitter": t.body.submitter,
         "client": t.body.client,
         "timestamp_ms": t.body.timestamp_ms,
-        "data": t.body.data,
+        "data": &*t.body.data,
     })
 }
 
@@ -607,7 +607,7 @@ async fn submit(
     }
     let body = TxBody {
         format,
-        data,
+        data: data.into(),
         submitter: s.keypair.public(),
         client,
         timestamp_ms: s.clock.now_ms(),
@@ -868,7 +868,7 @@ fn tx_json(
         o.insert("digest_unavailable".into(), Value::String(why));
     }
     if full && let Some(o) = v.as_object_mut() {
-        o.insert("data".into(), Value::String(tx.body.data.clone()));
+        o.insert("data".into(), Value::String(tx.body.data.to_string()));
     }
     v
 }

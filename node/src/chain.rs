@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use provchain_consensus::{
-    Applied, AuthorityHistory, Block, BlockError, BlockHeader, CompactBlock, ForkError, ForkTree,
-    Genesis, Hash, Keypair, Limits, PublicKey, SlotRegistry, Transaction, ValidationContext,
-    finality_threshold, leader, slot_at, slot_start_ms, validate_block_with_ids,
+    Applied, AuthorityHistory, Block, BlockError, BlockHeader, CheckedIds, CompactBlock, ForkError,
+    ForkTree, Genesis, Hash, Keypair, Limits, PublicKey, SlotRegistry, Transaction,
+    ValidationContext, finality_threshold, leader, slot_at, slot_start_ms, validate_block_with_ids,
     verify_tx_signatures,
 };
 use provchain_p2p::{ChainStatus, MessageId, P2pEvent, P2pHandle, PeerId, Verdict};
@@ -92,6 +92,10 @@ const CLIENT_POOL_SHARE: (usize, usize) = (3, 10);
 /// A slot leader sends in full, inside its compact block, the transactions it admitted this
 /// recently: its peers may not have received the gossip batch that carried them yet.
 const PREFILL_WINDOW: Duration = Duration::from_millis(30);
+
+/// How long a slot leader waits for the network thread to take its block up before importing
+/// it (normally well under a millisecond).
+const PUBLISH_WAIT: Duration = Duration::from_millis(20);
 
 /// A final block handed to the storage writer, until its commit is reported.
 struct Committing {
@@ -491,9 +495,9 @@ pub struct Chain {
     orphan_count: usize,
     held: BTreeMap<u64, Vec<(Block, Option<PeerId>)>>,
     /// The transaction ids of the block about to be imported, when it was rebuilt from a
-    /// compact block (its pool transactions are keyed by them): validation need not hash
-    /// every transaction again.
-    rebuilt_ids: Option<(Hash, Vec<Hash>)>,
+    /// compact block (its pool transactions are keyed by them), checked against its header:
+    /// validation need not hash every transaction, nor the Merkle tree and seal, again.
+    rebuilt_ids: Option<CheckedIds>,
     /// Copies of the gossiped transactions being checked on a blocking thread: a compact
     /// block takes what it lacks from here (and from the backlog) instead of waiting for the
     /// check; its validation checks them like any transaction this node has not verified.
@@ -723,8 +727,12 @@ impl Chain {
             let slot = slot_at(self.now_ms(), self.interval_ms());
             if slot > slot_seen {
                 slot_seen = slot;
-                if let Some(block) = self.on_slot() {
-                    // The network thread is already sending the block while it imports here.
+                if let Some((block, queued)) = self.on_slot() {
+                    // Imported once the network thread has taken the block up (signed it and
+                    // queued it for every peer), so that its import and the commit that
+                    // starts don't compete with the sending for a core. The wait is bounded:
+                    // a network thread that is slow to answer does not hold the chain back.
+                    let _ = tokio::time::timeout(PUBLISH_WAIT, queued).await;
                     self.import_own(block);
                 }
             }
@@ -1115,18 +1123,14 @@ impl Chain {
             self.report(message_id, Verdict::Ignore);
             return;
         }
-        let refused = if !compact.ids_match_header() {
-            Some(BlockError::TxRootMismatch)
-        } else if !compact.verify_seal(&self.genesis_hash) {
-            Some(BlockError::BadSignature)
-        } else {
-            None
+        let checked = match compact.check(&self.genesis_hash) {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.count_rejection(&ImportError::Invalid(e), Some(from));
+                self.report(message_id, Verdict::Reject);
+                return;
+            }
         };
-        if let Some(e) = refused {
-            self.count_rejection(&ImportError::Invalid(e), Some(from));
-            self.report(message_id, Verdict::Reject);
-            return;
-        }
         let mut txs: Vec<Option<Transaction>> = vec![None; compact.tx_ids.len()];
         for (i, tx) in std::mem::take(&mut compact.prefilled) {
             // Decoding guarantees the positions are in range.
@@ -1172,7 +1176,7 @@ impl Chain {
             return;
         }
         self.metrics.compact_block("complete");
-        self.rebuilt_ids = Some((hash, std::mem::take(&mut compact.tx_ids)));
+        self.rebuilt_ids = Some(checked);
         let block = compact.into_block(txs.into_iter().flatten().collect());
         self.on_gossip_block(from, message_id, block, received);
     }
@@ -1374,8 +1378,8 @@ impl Chain {
     }
 
     /// Seals and publishes a block if this node leads the slot that began; the caller
-    /// imports it ([`Self::import_own`]).
-    fn on_slot(&mut self) -> Option<Block> {
+    /// imports it ([`Self::import_own`]) once the network thread has taken it up.
+    fn on_slot(&mut self) -> Option<(Block, provchain_p2p::Queued)> {
         let now = self.now_ms();
         let slot = slot_at(now, self.interval_ms());
         if !self.cfg.is_authority || slot <= self.last_sealed_slot {
@@ -1425,34 +1429,38 @@ impl Chain {
         let start = slot_start_ms(slot, self.interval_ms());
         let timestamp = self.now_ms().clamp(start, start + self.interval_ms() - 1);
         let block = draft.seal(timestamp, &self.cfg.keypair, &self.genesis_hash);
-        // Own admissions not yet gossiped go first: peers rebuild the compact block from the
-        // transactions they received before it.
-        self.flush_tx_gossip();
-        // Queued straight to the network task: a spawned publish would wait for this task to
+        // Queued straight to the network thread: a spawned publish would wait for this task to
         // finish importing the block before it ran.
         // Under heavy load (clients refused, gossip waiting to be checked) peers are likely to
         // have refused or dropped some of what this node pooled, and would have to fetch the
         // block anyway: they get the whole block.
         let busy = self.refusing_clients() || !self.tx_check_backlog.is_empty();
-        if block.transactions.is_empty() || busy {
-            self.p2p.queue_block(&block);
+        let queued = if block.transactions.is_empty() || busy {
+            self.p2p.queue_block(&block)
         } else {
-            // What was admitted here just now may not have reached the peers: it travels in
-            // full.
+            // What was admitted here just now may not have reached the peers, and what is
+            // still waiting to be gossiped has not: it travels in full.
             let recent = Instant::now().checked_sub(PREFILL_WINDOW);
+            let unsent: HashSet<Hash> = self.gossip_out.iter().map(Transaction::id).collect();
             let prefill: Vec<usize> = tx_ids
                 .iter()
                 .enumerate()
-                .filter(|(_, id)| match (self.pool.admitted_at(id), recent) {
-                    (Some(at), Some(recent)) => at > recent,
-                    _ => true,
+                .filter(|(_, id)| {
+                    unsent.contains(*id)
+                        || match (self.pool.admitted_at(id), recent) {
+                            (Some(at), Some(recent)) => at > recent,
+                            _ => true,
+                        }
                 })
                 .map(|(i, _)| i)
                 .collect();
             self.p2p
-                .queue_compact_block(&CompactBlock::of(&block, tx_ids, &prefill));
-        }
-        Some(block)
+                .queue_compact_block(&CompactBlock::of(&block, tx_ids, &prefill))
+        };
+        // Own admissions not yet gossiped follow the block, which carries those it holds: on
+        // every connection the block goes first, and peers take it up before the batch.
+        self.flush_tx_gossip();
+        Some((block, queued))
     }
 
     fn import_own(&mut self, block: Block) {
@@ -1553,17 +1561,14 @@ impl Chain {
             // Transactions this node admitted to its pool were verified then; their signatures
             // are not checked a second time.
             let verified = |id: &Hash| self.checked.contains_key(id);
-            let known = self
-                .rebuilt_ids
-                .take()
-                .and_then(|(h, ids)| (h == hash).then_some(ids));
-            // A block rebuilt from the pool needs little more than its Merkle root (under a
-            // millisecond for 1,000 transactions): validated in place. Handing the worker
+            let known = self.rebuilt_ids.take().filter(|k| k.header() == hash);
+            // A block rebuilt from the pool, its ids, Merkle root and seal checked already,
+            // needs little more than a lookup per transaction: validated in place. Handing the worker
             // thread to the runtime and taking it back costs more than that on a loaded
             // machine (3–7 ms measured); full blocks hash every transaction and verify the
             // signatures this node has not seen, which is blocking work.
-            let heavy = known.as_ref().is_none_or(|ids| {
-                ids.iter().filter(|id| !verified(id)).count() > INLINE_UNVERIFIED_TXS
+            let heavy = known.as_ref().is_none_or(|k| {
+                k.ids().iter().filter(|id| !verified(id)).count() > INLINE_UNVERIFIED_TXS
             });
             let run = || validate_block_with_ids(&block, &parent, &ctx, verified, known);
             let validated = if heavy {

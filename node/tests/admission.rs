@@ -23,12 +23,8 @@ async fn clients_get_a_share_of_the_pool_and_peers_the_rest() {
     let mut node = NodeProc::net(
         dir.path(),
         &NetNodeSpec {
-            key: 2,
-            authority: false,
-            authorities: 1,
-            peers: &[],
-            allowed: &[],
             extra_toml: &format!("max_pool_size = {POOL}\n"),
+            ..NetNodeSpec::observer_of_one(&[])
         },
     );
     node.wait_healthy().await;

@@ -55,12 +55,8 @@ async fn lone_authority_and_adversary(
     let mut n1 = NodeProc::net(
         dir,
         &NetNodeSpec {
-            key: 1,
-            authority: true,
-            authorities: 1,
-            peers: &[],
-            allowed: &allowed,
             extra_toml,
+            ..NetNodeSpec::sole_authority(&allowed)
         },
     );
     n1.wait_healthy().await;
@@ -288,7 +284,7 @@ async fn rule_breaking_blocks_from_an_allowed_peer_are_rejected_counted_and_not_
         let mut tx = Transaction::sign(
             TxBody {
                 format: RdfFormat::NTriples,
-                data: format!("<http://evil/{i}> <http://says> \"flood\" ."),
+                data: format!("<http://evil/{i}> <http://says> \"flood\" .").into(),
                 submitter: key.public(),
                 client: None,
                 timestamp_ms: now_ms(),

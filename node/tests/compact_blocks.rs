@@ -2,7 +2,9 @@
 //! libp2p peer holding the only authority key seals blocks for an observer node and shows each
 //! way the node turns one into a full block: from its pool, from transactions it is still
 //! checking, from transactions the block carries, or by sync when it lacks some. Compact
-//! blocks whose ids or seal do not match their header are refused and counted.
+//! blocks whose ids or seal do not match their header are refused and counted. The other way
+//! round, with the node as slot leader, the peer checks that each compact block it receives
+//! carries in full whatever the node has not gossiped to it yet.
 
 mod common;
 
@@ -85,17 +87,7 @@ async fn compact_blocks_are_rebuilt_from_held_transactions_or_fetched_by_sync() 
     // allowed peer that sent two invalid messages is graylisted, and its third would not be
     // processed at all.
     let allowed = vec![dev_peer_id(3)];
-    let mut node = NodeProc::net(
-        dir.path(),
-        &NetNodeSpec {
-            key: 2,
-            authority: false,
-            authorities: 1,
-            peers: &[],
-            allowed: &allowed,
-            extra_toml: "",
-        },
-    );
+    let mut node = NodeProc::net(dir.path(), &NetNodeSpec::observer_of_one(&allowed));
     node.wait_healthy().await;
     let (p2p, mut events, gh) =
         common::adversary(1, &node, vec![dev_key(1).public(), dev_key(2).public()]).await;
@@ -252,4 +244,77 @@ async fn compact_blocks_are_rebuilt_from_held_transactions_or_fetched_by_sync() 
     );
     assert_eq!(compact_count(&node, "complete").await, 3.0);
     assert_eq!(compact_count(&node, "fetched").await, 1.0);
+}
+
+/// The node as slot leader, under a steady stream of submissions: every compact block it
+/// gossips can be rebuilt from the transaction batches it gossiped before it and the
+/// transactions the block carries — including those admitted just before the seal, whose
+/// batch follows the block.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaders_compact_blocks_carry_what_its_peers_have_not_received() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allowed = vec![dev_peer_id(2)];
+    let mut node = NodeProc::net(dir.path(), &NetNodeSpec::sole_authority(&allowed));
+    node.wait_healthy().await;
+    let (_p2p, mut events, _gh) = common::adversary(2, &node, vec![dev_key(1).public()]).await;
+
+    // The peer keeps what arrived, in order, and checks each compact block against it.
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut received = std::collections::HashSet::new();
+        while let Some(ev) = events.recv().await {
+            match ev {
+                P2pEvent::TxsReceived { txs, .. } => {
+                    received.extend(txs.iter().map(Transaction::id));
+                }
+                P2pEvent::CompactBlockReceived { block, .. } => {
+                    let carried: std::collections::HashSet<usize> =
+                        block.prefilled.iter().map(|(i, _)| *i as usize).collect();
+                    let missing = block
+                        .tx_ids
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, id)| !carried.contains(i) && !received.contains(*id))
+                        .count();
+                    let _ = report.send((block.tx_ids.clone(), carried.len(), missing));
+                }
+                _ => {}
+            }
+        }
+    });
+
+    // Submissions for three slots, each one as soon as the last is answered.
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    let mut n = 0u32;
+    while started.elapsed() < Duration::from_secs(3) {
+        last = node
+            .submit(&format!(
+                "<http://example.org/reading/{n}> <http://example.org/value> \"{n}\" ."
+            ))
+            .await;
+        n += 1;
+    }
+    let last = Hash::from_hex(&last).expect("tx id");
+    let (mut blocks, mut carried) = (0, 0);
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let (ids, prefilled, missing) = tokio::time::timeout_at(deadline, reports.recv())
+            .await
+            .expect("the block with the last submission reaches the peer")
+            .expect("the peer's event loop runs");
+        assert_eq!(
+            missing,
+            0,
+            "a compact block of {} transactions lacks {missing} the peer never received",
+            ids.len()
+        );
+        blocks += usize::from(!ids.is_empty());
+        carried += prefilled;
+        if ids.contains(&last) {
+            break;
+        }
+    }
+    assert!(blocks >= 2, "{blocks} compact blocks with transactions");
+    eprintln!("{blocks} compact blocks carried {carried} transactions in full");
 }

@@ -40,17 +40,7 @@ async fn the_documented_queries_return_the_documented_rows() {
     assert_eq!((workload.len(), queries.len()), (3, 3));
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut node = NodeProc::net(
-        dir.path(),
-        &NetNodeSpec {
-            key: 1,
-            authority: true,
-            authorities: 1,
-            peers: &[],
-            allowed: &[],
-            extra_toml: "",
-        },
-    );
+    let mut node = NodeProc::net(dir.path(), &NetNodeSpec::sole_authority(&[]));
     node.wait_healthy().await;
     let mut txs = Vec::new();
     for d in workload {

@@ -9,6 +9,11 @@ use crate::{
     Verdict,
 };
 
+/// Resolves when the network thread has taken a queued publish up: gossipsub has signed the
+/// message and queued it on every mesh peer's connection (the outcome of
+/// [`P2pHandle::publish_block`]). Dropping it changes nothing.
+pub type Queued = oneshot::Receiver<Result<(), P2pError>>;
+
 /// Commands from handles to the swarm task.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -96,25 +101,25 @@ impl P2pHandle {
     /// (the chain task: a publish it spawned would wait behind its own work — the import of
     /// that very block — before the swarm task saw it). When the command queue is full, a
     /// task waits for room instead. The swarm task logs the outcome of the publish.
-    pub fn queue_block(&self, block: &Block) {
-        self.queue_publish(Topic::Blocks, crate::wire::encode_gossip(block));
+    pub fn queue_block(&self, block: &Block) -> Queued {
+        self.queue_publish(Topic::Blocks, crate::wire::encode_gossip(block))
     }
 
     /// Queues a block in compact form (transaction ids only) for gossip, like
     /// [`Self::queue_block`]. Receivers rebuild the block from the transactions gossiped
     /// before it; for a block of ~1,000 transactions that is ~32 KiB on the wire instead of
     /// ~1 MiB, each hop's signing, encryption and verification included.
-    pub fn queue_compact_block(&self, block: &CompactBlock) {
-        self.queue_publish(Topic::Blocks, crate::wire::encode_compact_block(block));
+    pub fn queue_compact_block(&self, block: &CompactBlock) -> Queued {
+        self.queue_publish(Topic::Blocks, crate::wire::encode_compact_block(block))
     }
 
     /// [`Self::publish_txs`] without awaiting, like [`Self::queue_block`].
     pub fn queue_txs(&self, txs: &[Transaction]) {
-        self.queue_publish(Topic::Txs, crate::wire::encode_txs(txs));
+        drop(self.queue_publish(Topic::Txs, crate::wire::encode_txs(txs)));
     }
 
-    fn queue_publish(&self, topic: Topic, data: Vec<u8>) {
-        let (reply, _) = oneshot::channel();
+    fn queue_publish(&self, topic: Topic, data: Vec<u8>) -> Queued {
+        let (reply, queued) = oneshot::channel();
         let command = Command::Publish { topic, data, reply };
         if let Err(mpsc::error::TrySendError::Full(command)) = self.commands.try_send(command) {
             let commands = self.commands.clone();
@@ -122,6 +127,7 @@ impl P2pHandle {
                 let _ = commands.send(command).await;
             });
         }
+        queued
     }
 
     /// Gossips a transaction; same semantics as [`Self::publish_block`].

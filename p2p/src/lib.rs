@@ -73,7 +73,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use handle::P2pHandle;
+pub use handle::{P2pHandle, Queued};
 pub use libp2p::{Multiaddr, PeerId};
 
 /// Commands queued from handles to the swarm task. Callers await when it is full, which is

@@ -269,7 +269,7 @@ async fn gossip_accept_forwards_and_reject_does_not() {
         provchain_consensus::Transaction::sign(
             provchain_consensus::TxBody {
                 format: provchain_consensus::RdfFormat::NTriples,
-                data: format!("<http://a> <http://b> \"{i}\" ."),
+                data: format!("<http://a> <http://b> \"{i}\" .").into(),
                 submitter: key(1).public(),
                 client: None,
                 timestamp_ms: i,

@@ -400,7 +400,7 @@ mod unit {
             .map(|i| {
                 let body = provchain_consensus::TxBody {
                     format: provchain_consensus::RdfFormat::NTriples,
-                    data: format!("<http://a> <http://b> \"{i}\" ."),
+                    data: format!("<http://a> <http://b> \"{i}\" .").into(),
                     submitter: key.public(),
                     client: None,
                     timestamp_ms: i,

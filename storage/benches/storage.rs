@@ -152,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Transaction::sign(
                     TxBody {
                         format: a.format,
-                        data: document(1, n, a.triples as usize, a.format),
+                        data: document(1, n, a.triples as usize, a.format).into(),
                         submitter: node.public(),
                         client: None,
                         timestamp_ms: 1_700_000_000_000 + n,

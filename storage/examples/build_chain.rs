@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Transaction::sign(
                     TxBody {
                         format: RdfFormat::Turtle,
-                        data: workload::document(7, n, triples, RdfFormat::Turtle),
+                        data: workload::document(7, n, triples, RdfFormat::Turtle).into(),
                         submitter: keys[0].public(),
                         client: None,
                         timestamp_ms: slot_start_ms(slot, interval),

@@ -72,7 +72,7 @@ fn chain(genesis: &Genesis, blocks: u64, txs: u64, triples: usize) -> Vec<Block>
                 Transaction::sign(
                     TxBody {
                         format: RdfFormat::Turtle,
-                        data: document(1, n, triples, RdfFormat::Turtle),
+                        data: document(1, n, triples, RdfFormat::Turtle).into(),
                         submitter: node.public(),
                         client: None,
                         timestamp_ms: 1_700_000_000_000 + n,

@@ -287,7 +287,7 @@ pub fn signed_tx(
     provchain_consensus::Transaction::sign(
         provchain_consensus::TxBody {
             format: provchain_consensus::RdfFormat::NTriples,
-            data,
+            data: data.into(),
             submitter: key.public(),
             client: None,
             timestamp_ms,
@@ -318,6 +318,30 @@ pub struct NetNodeSpec<'a> {
     pub peers: &'a [String],
     pub allowed: &'a [String],
     pub extra_toml: &'a str,
+}
+
+impl<'a> NetNodeSpec<'a> {
+    /// The network's only authority (dev key 1), letting the `allowed` peers in.
+    pub fn sole_authority(allowed: &'a [String]) -> Self {
+        Self {
+            key: 1,
+            authority: true,
+            authorities: 1,
+            peers: &[],
+            allowed,
+            extra_toml: "",
+        }
+    }
+
+    /// An observer (dev key 2) of a network whose only authority is dev key 1 (in the tests,
+    /// an in-process peer), letting the `allowed` peers in.
+    pub fn observer_of_one(allowed: &'a [String]) -> Self {
+        Self {
+            key: 2,
+            authority: false,
+            ..Self::sole_authority(allowed)
+        }
+    }
 }
 
 impl NodeProc {
