@@ -3,7 +3,7 @@
 //! The binary (`main.rs`) only parses [`Cli`] and calls [`run`]. Each subcommand lives in its
 //! own module:
 //!
-//! * [`bench`]: `bench`, the load generator (throughput, finality latency, node CPU/RSS),
+//! * [`bench`](mod@bench): `bench`, the load generator (throughput, finality latency, node CPU/RSS),
 //! * [`keys`]: `keygen` and `key inspect` (node key files, PeerIds),
 //! * [`client`]: the blocking HTTP client every online command uses, with one-line errors,
 //! * [`node`]: `status`, `peers`, `submit` and `query` against a node's HTTP API,

@@ -2,7 +2,7 @@
 //!
 //! Woken when a peer connects, when a block with an unknown parent arrives, when a compact
 //! block could not be rebuilt (that one block is fetched from its proposer), and every
-//! [`SYNC_TICK`], it asks peers for their chain status and, when a peer is ahead, fetches the
+//! `SYNC_TICK`, it asks peers for their chain status and, when a peer is ahead, fetches the
 //! peer's best chain from our final height in batches of [`SYNC_BATCH`] blocks, handing each
 //! batch to the chain task (which validates every block). Network waits happen here, never in
 //! the chain task.

@@ -3,7 +3,7 @@
 //!
 //! Quads are four `u64` term ids (graph id 0 = the default graph, which the chain never
 //! writes) held in six index orders, `spog posg ospg gspo gpos gosp`, in the live segments
-//! ([`crate::segment`]). Every subset of bound positions is a key prefix of one order, so
+//! (`segment`). Every subset of bound positions is a key prefix of one order, so
 //! [`Dataset::quads_matching`] answers any pattern with one prefix range per segment, merged
 //! into one sorted stream; a matcher that is not a single constant (e.g. `Not(..)`, a list) is
 //! applied as a filter on the decoded terms. A dataset value reads one snapshot of the live

@@ -16,8 +16,8 @@
 //! | `block_index` | block hash | height `u64` BE |
 //! | `pending` | block hash (‖ piece `u32` BE) | block, consensus codec, in pieces |
 //! | `meta` | name | schema version, genesis (+ hash), final head height and hash, counters, next term and segment ids, the segment manifest |
-//! | `terms` | first term id of a chunk, `u64` BE | the encodings ([`term`]) of consecutive term ids ([`dict`]) |
-//! | `segments` | segment id ‖ section ‖ page | a page of sorted records, or a segment header ([`segment`]) |
+//! | `terms` | first term id of a chunk, `u64` BE | the encodings ([`term`]) of consecutive term ids (`dict`) |
+//! | `segments` | segment id ‖ section ‖ page | a page of sorted records, or a segment header (`segment`) |
 //!
 //! The dataset — six quad index orders (`spog posg ospg gspo gpos gosp`), the term → id
 //! dictionary and the transaction index — lives in immutable **segments**: every commit

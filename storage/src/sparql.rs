@@ -24,7 +24,7 @@
 //! prov:wasAssociatedWith <agent>` the first pattern matches every generation, and the second
 //! is looked up once per generation. Before evaluation each basic graph pattern is reordered:
 //! first the pattern whose bound positions are most selective (a bound subject, then a bound
-//! object, then a bound predicate; see [`selectivity`]), then, among the patterns sharing a
+//! object, then a bound predicate; see `selectivity`), then, among the patterns sharing a
 //! variable with those already placed, again the most selective counting those variables as
 //! bound, and so on (patterns that share nothing come last, in their written order). A basic
 //! graph pattern is a conjunction, so its solutions do not depend on the order; only the

@@ -7,7 +7,7 @@
 //! document — writing nothing on error.
 //! Then, per step of at most [`MAX_QUADS_PER_STEP`] quads (whole blocks):
 //!
-//! 1. the step's new segment (pages and header, [`crate::segment`], with the canonical
+//! 1. the step's new segment (pages and header, `segment`, with the canonical
 //!    digests both ways), its chunks of new terms and, for transactions whose document has
 //!    no digest, a row by position saying why are written; none is referenced or read yet
 //!    (such a row is read only for the transaction final at its position, and must name
@@ -25,7 +25,7 @@
 //! assigns).
 //!
 //! Small segments are merged by [`Store::merge_segments`], which the node runs on a blocking
-//! thread after each commit ([`segment::merge_candidate`] is the policy): the merged segment
+//! thread after each commit (`segment::merge_candidate` is the policy): the merged segment
 //! is written and flushed without blocking commits, then, under the writer lock, the
 //! manifest is switched in one `meta` batch and flushed; the replaced segments' pages are
 //! deleted once no reader holds them.
