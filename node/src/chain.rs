@@ -1563,10 +1563,10 @@ impl Chain {
             let verified = |id: &Hash| self.checked.contains_key(id);
             let known = self.rebuilt_ids.take().filter(|k| k.header() == hash);
             // A block rebuilt from the pool, its ids, Merkle root and seal checked already,
-            // needs little more than a lookup per transaction: validated in place. Handing the worker
-            // thread to the runtime and taking it back costs more than that on a loaded
-            // machine (3–7 ms measured); full blocks hash every transaction and verify the
-            // signatures this node has not seen, which is blocking work.
+            // needs little more than a lookup per transaction: validated in place. Handing the
+            // worker thread to the runtime and taking it back costs more than that on a
+            // loaded machine (3–7 ms measured); full blocks hash every transaction and verify
+            // the signatures this node has not seen, which is blocking work.
             let heavy = known.as_ref().is_none_or(|k| {
                 k.ids().iter().filter(|id| !verified(id)).count() > INLINE_UNVERIFIED_TXS
             });
