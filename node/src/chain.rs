@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::bodies::Bodies;
 use crate::governance::{
     AuthoritiesView, Governance, GovernanceAccepted, GovernanceRequest, GovernanceSubmitError,
 };
@@ -105,8 +106,8 @@ struct Committing {
     bytes: usize,
     /// When it was handed over (clock ms).
     since_ms: u64,
-    /// Its transaction ids, hashed once for the commit's parses and for the cleanup after it.
-    tx_ids: Vec<Hash>,
+    /// Its transaction ids, for the commit's parses and for the cleanup after it.
+    tx_ids: Arc<[Hash]>,
 }
 
 /// What committed blocks leave behind: bodies, transactions and parsed documents, freed on a
@@ -454,7 +455,7 @@ pub struct Chain {
     genesis_hash: Hash,
     store: Store,
     tree: ForkTree,
-    bodies: HashMap<Hash, Block>,
+    bodies: Bodies,
     /// Transactions in non-final blocks on the best chain → their block.
     included: HashMap<Hash, Hash>,
     /// Transactions of the blocks committed lately: with `included`, they settle whether a
@@ -547,13 +548,13 @@ impl Chain {
         let final_head = store.final_head()?;
         let committed = (final_head.hash(), final_head.clone());
         let mut tree = ForkTree::new(final_head);
-        let mut bodies = HashMap::new();
+        let mut bodies = Bodies::default();
         let mut pending = store.pending_blocks()?;
         pending.sort_by_key(|b| b.header.height);
         for block in pending {
             let hash = block.hash();
             if tree.insert(block.header.clone()).is_ok() {
-                bodies.insert(hash, block);
+                bodies.insert_hashing(hash, block);
             } else {
                 store.remove_pending(&hash)?;
             }
@@ -611,9 +612,9 @@ impl Chain {
             checks,
         };
         for hash in chain.tree.best_chain() {
-            if let Some(b) = chain.bodies.get(&hash) {
-                for id in b.tx_ids() {
-                    chain.included.insert(id, hash);
+            if let Some(ids) = chain.bodies.tx_ids(&hash) {
+                for id in ids.iter() {
+                    chain.included.insert(*id, hash);
                 }
             }
         }
@@ -727,13 +728,13 @@ impl Chain {
             let slot = slot_at(self.now_ms(), self.interval_ms());
             if slot > slot_seen {
                 slot_seen = slot;
-                if let Some((block, queued)) = self.on_slot() {
+                if let Some((block, tx_ids, queued)) = self.on_slot() {
                     // Imported once the network thread has taken the block up (signed it and
                     // queued it for every peer), so that its import and the commit that
                     // starts don't compete with the sending for a core. The wait is bounded:
                     // a network thread that is slow to answer does not hold the chain back.
                     let _ = tokio::time::timeout(PUBLISH_WAIT, queued).await;
-                    self.import_own(block);
+                    self.import_own(block, tx_ids);
                 }
             }
             let next_slot = slot + 1;
@@ -829,8 +830,9 @@ impl Chain {
             }
             Command::PendingTx { id, reply } => {
                 let out = if let Some(block_hash) = self.included.get(&id) {
-                    self.bodies.get(block_hash).and_then(|b| {
-                        let tx = b.transactions.iter().find(|t| t.id() == id)?.clone();
+                    self.bodies.get_with_ids(block_hash).and_then(|(b, ids)| {
+                        let index = ids.iter().position(|i| *i == id)?;
+                        let tx = b.transactions.get(index)?.clone();
                         Some(PendingTx::Included {
                             tx,
                             block_hash: *block_hash,
@@ -1379,7 +1381,7 @@ impl Chain {
 
     /// Seals and publishes a block if this node leads the slot that began; the caller
     /// imports it ([`Self::import_own`]) once the network thread has taken it up.
-    fn on_slot(&mut self) -> Option<(Block, provchain_p2p::Queued)> {
+    fn on_slot(&mut self) -> Option<(Block, Arc<[Hash]>, provchain_p2p::Queued)> {
         let now = self.now_ms();
         let slot = slot_at(now, self.interval_ms());
         if !self.cfg.is_authority || slot <= self.last_sealed_slot {
@@ -1387,7 +1389,10 @@ impl Chain {
         }
         let (best_hash, best) = self.tree.best_head();
         let best = best.clone();
-        let branch = match self.governance.branch(&self.tree, &self.bodies, &best_hash) {
+        let branch = match self
+            .governance
+            .branch(&self.tree, self.bodies.blocks(), &best_hash)
+        {
             Ok(b) => b,
             Err(e) => {
                 warn!(error = %e, "cannot compute the authority set of the best chain");
@@ -1424,7 +1429,7 @@ impl Chain {
                 .saturating_sub(1024 + governance_bytes),
         );
         let draft = Block::draft(&best, slot, txs, items);
-        let tx_ids = draft.tx_ids().to_vec();
+        let tx_ids: Arc<[Hash]> = draft.tx_ids().into();
         // The timestamp is the moment of the seal, read once the body is assembled.
         let start = slot_start_ms(slot, self.interval_ms());
         let timestamp = self.now_ms().clamp(start, start + self.interval_ms() - 1);
@@ -1455,22 +1460,22 @@ impl Chain {
                 .map(|(i, _)| i)
                 .collect();
             self.p2p
-                .queue_compact_block(&CompactBlock::of(&block, tx_ids, &prefill))
+                .queue_compact_block(&CompactBlock::of(&block, tx_ids.to_vec(), &prefill))
         };
         // Own admissions not yet gossiped follow the block, which carries those it holds: on
         // every connection the block goes first, and peers take it up before the batch.
         self.flush_tx_gossip();
-        Some((block, queued))
+        Some((block, tx_ids, queued))
     }
 
-    fn import_own(&mut self, block: Block) {
+    fn import_own(&mut self, block: Block, tx_ids: Arc<[Hash]>) {
         let (height, slot, ntx) = (
             block.header.height,
             block.header.slot,
             block.transactions.len(),
         );
         self.tree.set_own(block.hash());
-        match self.import(block, Origin::Local, None) {
+        match self.import_with_ids(block, Origin::Local, None, Some(tx_ids)) {
             Ok(()) => {
                 self.metrics.blocks_produced.inc();
                 debug!(height, slot, transactions = ntx, "sealed block");
@@ -1498,13 +1503,26 @@ impl Chain {
         origin: Origin,
         from: Option<PeerId>,
     ) -> Result<(), ImportError> {
+        self.import_with_ids(block, origin, from, None)
+    }
+
+    /// [`Self::import`] of a block whose transaction ids are known (`tx_ids`, in block order):
+    /// an own block, which is not validated, keeps those of its draft.
+    fn import_with_ids(
+        &mut self,
+        block: Block,
+        origin: Origin,
+        from: Option<PeerId>,
+        tx_ids: Option<Arc<[Hash]>>,
+    ) -> Result<(), ImportError> {
         let hash = block.hash();
         let mut queue = vec![(block, origin, from)];
         let mut first = Some(hash);
+        let mut tx_ids = tx_ids;
         let mut result = Ok(());
         while let Some((block, origin, from)) = queue.pop() {
             let h = block.hash();
-            let r = self.import_one(block, origin, from);
+            let r = self.import_one(block, origin, from, tx_ids.take());
             if let Some(children) = r.is_ok().then(|| self.orphans.remove(&h)).flatten() {
                 self.orphan_count -= children.len();
                 queue.extend(children.into_iter().map(|(b, f)| (b, Origin::Sync, f)));
@@ -1523,6 +1541,7 @@ impl Chain {
         block: Block,
         origin: Origin,
         from: Option<PeerId>,
+        known_ids: Option<Arc<[Hash]>>,
     ) -> Result<(), ImportError> {
         let started = Instant::now();
         let hash = block.hash();
@@ -1538,10 +1557,10 @@ impl Chain {
             self.keep_orphan(block, from);
             return Err(ImportError::Orphan(parent_hash));
         };
-        if origin != Origin::Local {
+        let tx_ids: Arc<[Hash]> = if origin != Origin::Local {
             let branch = self
                 .governance
-                .branch(&self.tree, &self.bodies, &parent_hash)
+                .branch(&self.tree, self.bodies.blocks(), &parent_hash)
                 .map_err(|e| ImportError::Governance(e.to_string()))?;
             let authorities = branch.authorities_at(block.header.height).to_vec();
             // Reported after the stateless rules (seal, gov_root, item signatures), so a forged
@@ -1603,7 +1622,12 @@ impl Chain {
             }
             self.check_rdf(&block, &ids)?;
             self.check_not_replayed(&block, &ids)?;
-        }
+            ids.into()
+        } else {
+            known_ids
+                .filter(|ids| ids.len() == block.transactions.len())
+                .unwrap_or_else(|| block.tx_ids().into())
+        };
         if let Some(ev) = self.slots.observe(&block.header) {
             self.metrics.equivocations.inc();
             warn!(slot = ev.slot, proposer = %ev.proposer, first = %ev.first, second = %ev.second,
@@ -1639,7 +1663,7 @@ impl Chain {
         if origin != Origin::Local {
             self.metrics.blocks_imported.inc();
         }
-        self.bodies.insert(hash, block);
+        self.bodies.insert(hash, block, tx_ids);
         let new_best = self.tree.best_head().0;
         if new_best != old_best {
             self.move_head(old_best, new_best);
@@ -1700,8 +1724,8 @@ impl Chain {
         let mut ancestors = HashSet::new();
         if !on_best {
             for h in self.tree.chain_to(&block.header.parent_hash) {
-                if let Some(b) = self.bodies.get(&h) {
-                    ancestors.extend(b.tx_ids());
+                if let Some(ids) = self.bodies.tx_ids(&h) {
+                    ancestors.extend(ids.iter().copied());
                 }
             }
         }
@@ -1756,26 +1780,24 @@ impl Chain {
             );
         }
         for h in &route.retracted {
-            if let Some(b) = self.bodies.get(h) {
-                for tx in &b.transactions {
-                    let id = tx.id();
-                    self.included.remove(&id);
-                    self.pool.reinsert(id, tx.clone());
+            if let Some((b, ids)) = self.bodies.get_with_ids(h) {
+                for (tx, id) in b.transactions.iter().zip(ids.iter()) {
+                    self.included.remove(id);
+                    self.pool.reinsert(*id, tx.clone());
                 }
             }
         }
         for h in &route.enacted {
-            if let Some(b) = self.bodies.get(h) {
+            if let Some((b, ids)) = self.bodies.get_with_ids(h) {
                 if let Some(parent) = self.tree.header(&b.header.parent_hash) {
                     let gap = b.header.slot.saturating_sub(parent.slot + 1);
                     if parent.height > 0 {
                         self.metrics.missed_slots.inc_by(gap);
                     }
                 }
-                for tx in &b.transactions {
-                    let id = tx.id();
-                    self.pool.remove(&id);
-                    self.included.insert(id, *h);
+                for id in ids.iter() {
+                    self.pool.remove(id);
+                    self.included.insert(*id, *h);
                 }
             }
         }
@@ -1789,7 +1811,10 @@ impl Chain {
         // The set in force at each height of the best chain, as (first height, members) steps.
         let best = self.tree.best_head().0;
         let steps: Vec<(u64, HashSet<PublicKey>)> =
-            match self.governance.branch(&self.tree, &self.bodies, &best) {
+            match self
+                .governance
+                .branch(&self.tree, self.bodies.blocks(), &best)
+            {
                 Ok(b) => b
                     .switch_points()
                     .iter()
@@ -1814,11 +1839,14 @@ impl Chain {
             return Ok(());
         }
         // Bodies stay until the writer reports the commit ([`Self::on_committed`]).
-        let blocks: Vec<Block> = finalized
+        let (blocks, block_tx_ids): (Vec<Block>, Vec<Arc<[Hash]>>) = finalized
             .blocks
             .iter()
-            .filter_map(|(h, _)| self.bodies.get(h).cloned())
-            .collect();
+            .filter_map(|(h, _)| {
+                let (b, ids) = self.bodies.get_with_ids(h)?;
+                Some((b.clone(), ids.clone()))
+            })
+            .unzip();
         // Governance first: a final chain that breaks its rules must not reach storage, or the
         // node could not reopen it.
         let applied = match self.governance.apply_final(&blocks) {
@@ -1835,9 +1863,8 @@ impl Chain {
         }
         let now = self.cfg.clock.now_ms();
         let mut parsed = HashMap::new();
-        for b in &blocks {
-            let tx_ids = b.tx_ids();
-            for id in &tx_ids {
+        for (b, tx_ids) in blocks.iter().zip(block_tx_ids) {
+            for id in tx_ids.iter() {
                 if let Some(p) = self.checked.get(id) {
                     parsed.insert(*id, p.clone());
                 }
@@ -1859,9 +1886,8 @@ impl Chain {
         }
         for h in &finalized.pruned {
             self.writer.remove(*h);
-            if let Some(b) = self.bodies.remove(h) {
-                for tx in b.transactions {
-                    let id = tx.id();
+            if let Some((b, ids)) = self.bodies.remove(h) {
+                for (tx, id) in b.transactions.into_iter().zip(ids.iter().copied()) {
                     if !self.included.contains_key(&id)
                         && !matches!(self.store.tx_location(&id), Ok(Some(_)))
                     {
@@ -1889,18 +1915,14 @@ impl Chain {
         let (best, best_header) = self.tree.best_head();
         let next_final = (best_header.parent_hash == self.tree.final_head().0).then_some(best);
         for hash in std::mem::take(&mut self.unwritten) {
-            if let Some(b) = self.bodies.get(&hash)
+            if let Some((b, ids)) = self.bodies.get_with_ids(&hash)
                 && !self.is_committing(&hash)
             {
                 self.writer.put(b);
                 if next_final == Some(hash) {
-                    let parsed = b
-                        .transactions
+                    let parsed = ids
                         .iter()
-                        .filter_map(|tx| {
-                            let id = tx.id();
-                            self.checked.get(&id).map(|p| (id, p.clone()))
-                        })
+                        .filter_map(|id| self.checked.get(id).map(|p| (*id, p.clone())))
                         .collect();
                     self.writer.prepare(b.clone(), parsed);
                 }
@@ -1949,9 +1971,9 @@ impl Chain {
             // Committing removed it from the pending store; this removal catches a pending
             // write of it that was still queued behind the commit.
             self.writer.remove(done.hash);
-            let body = self.bodies.remove(&done.hash);
+            let body = self.bodies.remove(&done.hash).map(|(b, _)| b);
             if body.is_some() {
-                for id in &done.tx_ids {
+                for id in done.tx_ids.iter() {
                     self.included.remove(id);
                     garbage.parsed.extend(self.checked.remove(id));
                     garbage.txs.extend(self.pool.remove(id));
@@ -2045,7 +2067,7 @@ impl Chain {
     fn best_branch(&self) -> Result<std::borrow::Cow<'_, AuthorityHistory>, String> {
         let best = self.tree.best_head().0;
         self.governance
-            .branch(&self.tree, &self.bodies, &best)
+            .branch(&self.tree, self.bodies.blocks(), &best)
             .map_err(|e| e.to_string())
     }
 

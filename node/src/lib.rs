@@ -16,6 +16,7 @@
 pub mod api;
 pub mod archive;
 pub mod auth;
+mod bodies;
 pub mod chain;
 pub mod config;
 pub mod explorer;

@@ -13,6 +13,7 @@
 //! saw storage before the oldest remembered block needs to look again.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 
 use provchain_consensus::Hash;
 
@@ -22,7 +23,7 @@ pub const RECENT_FINAL_BLOCKS: usize = 32;
 
 /// The transaction ids of the last few committed blocks.
 pub struct RecentFinal {
-    blocks: VecDeque<(u64, Vec<Hash>)>,
+    blocks: VecDeque<(u64, Arc<[Hash]>)>,
     ids: HashSet<Hash>,
     /// Every block committed at or above this height is remembered.
     from: u64,
@@ -41,13 +42,13 @@ impl RecentFinal {
     }
 
     /// The block at `height` was committed (heights arrive in order), holding `ids`.
-    pub fn committed(&mut self, height: u64, ids: Vec<Hash>) {
+    pub fn committed(&mut self, height: u64, ids: Arc<[Hash]>) {
         self.ids.extend(ids.iter().copied());
         self.blocks.push_back((height, ids));
         while self.blocks.len() > self.keep
             && let Some((h, ids)) = self.blocks.pop_front()
         {
-            for id in &ids {
+            for id in ids.iter() {
                 self.ids.remove(id);
             }
             self.from = h + 1;
@@ -81,11 +82,11 @@ mod tests {
         let mut r = RecentFinal::new(10, 2);
         assert!(r.covers(10));
         assert!(!r.covers(9), "blocks at or below 10 committed before start");
-        r.committed(11, vec![id(1)]);
-        r.committed(12, vec![id(2)]);
+        r.committed(11, vec![id(1)].into());
+        r.committed(12, vec![id(2)].into());
         assert!(r.covers(10) && r.contains(&id(1)) && r.contains(&id(2)));
         // A third block pushes out height 11: a view at 10 may have missed id(1).
-        r.committed(13, vec![id(3)]);
+        r.committed(13, vec![id(3)].into());
         assert!(!r.contains(&id(1)));
         assert!(r.contains(&id(3)));
         assert!(!r.covers(10));
@@ -96,7 +97,7 @@ mod tests {
     #[test]
     fn remembering_nothing_covers_only_the_latest_view() {
         let mut r = RecentFinal::new(0, 0);
-        r.committed(1, vec![id(1)]);
+        r.committed(1, vec![id(1)].into());
         assert!(r.ids.is_empty());
         assert!(!r.covers(0));
         assert!(r.covers(1));
