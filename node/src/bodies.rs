@@ -8,6 +8,10 @@
 //! when it becomes final and when it is written. Recomputing them there cost a loaded
 //! machine several milliseconds of CPU per block, at the moment every node takes the next
 //! block up; so they are kept beside the block.
+//!
+//! Blocks are shared (`Arc`) with the storage writer, which writes a block to the pending
+//! store, prepares its commit and commits it while the chain task still holds it: handing a
+//! ~1 MiB block over is a reference count, not a copy or an encoding on the chain task.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use provchain_consensus::{Block, Hash};
 /// Blocks by hash, with their transaction ids in block order.
 #[derive(Default)]
 pub struct Bodies {
-    blocks: HashMap<Hash, Block>,
+    blocks: HashMap<Hash, Arc<Block>>,
     tx_ids: HashMap<Hash, Arc<[Hash]>>,
 }
 
@@ -25,7 +29,7 @@ impl Bodies {
     /// Holds `block` under `hash`; `tx_ids` are the ids of its transactions, in order.
     pub fn insert(&mut self, hash: Hash, block: Block, tx_ids: Arc<[Hash]>) {
         debug_assert_eq!(block.transactions.len(), tx_ids.len());
-        self.blocks.insert(hash, block);
+        self.blocks.insert(hash, Arc::new(block));
         self.tx_ids.insert(hash, tx_ids);
     }
 
@@ -36,11 +40,11 @@ impl Bodies {
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&Block> {
-        self.blocks.get(hash)
+        self.blocks.get(hash).map(|b| &**b)
     }
 
     /// The block and the ids of its transactions.
-    pub fn get_with_ids(&self, hash: &Hash) -> Option<(&Block, &Arc<[Hash]>)> {
+    pub fn get_with_ids(&self, hash: &Hash) -> Option<(&Arc<Block>, &Arc<[Hash]>)> {
         Some((self.blocks.get(hash)?, self.tx_ids.get(hash)?))
     }
 
@@ -54,7 +58,7 @@ impl Bodies {
     }
 
     /// Releases the block and its ids.
-    pub fn remove(&mut self, hash: &Hash) -> Option<(Block, Arc<[Hash]>)> {
+    pub fn remove(&mut self, hash: &Hash) -> Option<(Arc<Block>, Arc<[Hash]>)> {
         let block = self.blocks.remove(hash)?;
         let tx_ids = self
             .tx_ids
@@ -64,7 +68,7 @@ impl Bodies {
     }
 
     /// The blocks alone, for the governance rules.
-    pub fn blocks(&self) -> &HashMap<Hash, Block> {
+    pub fn blocks(&self) -> &HashMap<Hash, Arc<Block>> {
         &self.blocks
     }
 }
@@ -107,12 +111,12 @@ mod tests {
         let mut bodies = Bodies::default();
         bodies.insert(hash, block.clone(), expected.clone().into());
         let (b, ids) = bodies.get_with_ids(&hash).expect("held");
-        assert_eq!(b, &block);
+        assert_eq!(**b, block);
         assert_eq!(&ids[..], &expected[..]);
         assert_eq!(bodies.blocks().len(), 1);
 
         let (b, ids) = bodies.remove(&hash).expect("removed");
-        assert_eq!(b, block);
+        assert_eq!(*b, block);
         assert_eq!(&ids[..], &expected[..]);
         assert!(!bodies.contains_key(&hash));
         assert!(bodies.tx_ids(&hash).is_none());

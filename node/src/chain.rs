@@ -114,7 +114,7 @@ struct Committing {
 /// check thread rather than on the chain task.
 #[derive(Default)]
 struct Garbage {
-    blocks: Vec<Block>,
+    blocks: Vec<Arc<Block>>,
     txs: Vec<Transaction>,
     parsed: Vec<Arc<ParsedTx>>,
 }
@@ -1839,7 +1839,7 @@ impl Chain {
             return Ok(());
         }
         // Bodies stay until the writer reports the commit ([`Self::on_committed`]).
-        let (blocks, block_tx_ids): (Vec<Block>, Vec<Arc<[Hash]>>) = finalized
+        let (blocks, block_tx_ids): (Vec<Arc<Block>>, Vec<Arc<[Hash]>>) = finalized
             .blocks
             .iter()
             .filter_map(|(h, _)| {
@@ -1887,11 +1887,11 @@ impl Chain {
         for h in &finalized.pruned {
             self.writer.remove(*h);
             if let Some((b, ids)) = self.bodies.remove(h) {
-                for (tx, id) in b.transactions.into_iter().zip(ids.iter().copied()) {
+                for (tx, id) in b.transactions.iter().zip(ids.iter().copied()) {
                     if !self.included.contains_key(&id)
                         && !matches!(self.store.tx_location(&id), Ok(Some(_)))
                     {
-                        self.pool.reinsert(id, tx);
+                        self.pool.reinsert(id, tx.clone());
                     }
                 }
             }
@@ -1918,7 +1918,7 @@ impl Chain {
             if let Some((b, ids)) = self.bodies.get_with_ids(&hash)
                 && !self.is_committing(&hash)
             {
-                self.writer.put(b);
+                self.writer.put(b.clone());
                 if next_final == Some(hash) {
                     let parsed = ids
                         .iter()
@@ -2019,7 +2019,7 @@ impl Chain {
 
     /// Logs and counts what newly final governance items changed; when the set in force at the
     /// final head changed, p2p permissioning follows it.
-    fn on_governance_final(&mut self, blocks: &[Block], applied: &[Applied]) {
+    fn on_governance_final(&mut self, blocks: &[Arc<Block>], applied: &[Applied]) {
         let items: usize = blocks.iter().map(|b| b.governance.len()).sum();
         self.metrics.governance_items_final.inc_by(items as u64);
         for a in applied {

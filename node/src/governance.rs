@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use provchain_consensus::{
     Applied, AuthorityHistory, Block, ForkTree, Genesis, GovernanceAction, GovernanceError,
@@ -168,14 +169,14 @@ impl Governance {
     pub fn branch<'a>(
         &'a self,
         tree: &ForkTree,
-        bodies: &HashMap<Hash, Block>,
+        bodies: &HashMap<Hash, Arc<Block>>,
         tip: &Hash,
     ) -> Result<Cow<'a, AuthorityHistory>, GovernanceError> {
         let tip_height = tree.header(tip).map_or(self.history.height(), |h| h.height);
         let carrying: Vec<&Block> = tree
             .chain_to(tip)
             .iter()
-            .filter_map(|h| bodies.get(h))
+            .filter_map(|h| bodies.get(h).map(|b| &**b))
             .filter(|b| !b.governance.is_empty())
             .collect();
         let quiet = self.history.open_proposals().is_empty() && self.history.scheduled().is_empty();
@@ -194,7 +195,7 @@ impl Governance {
 
     /// Folds newly final blocks into the history. The blocks were validated against the same
     /// rules on their branch, so an error here means the final chain breaks the rules.
-    pub fn apply_final(&mut self, blocks: &[Block]) -> Result<Vec<Applied>, GovernanceError> {
+    pub fn apply_final(&mut self, blocks: &[Arc<Block>]) -> Result<Vec<Applied>, GovernanceError> {
         let mut out = Vec::new();
         let mut carried = HashSet::new();
         for b in blocks.iter().filter(|b| !b.governance.is_empty()) {

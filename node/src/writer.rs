@@ -28,7 +28,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use provchain_consensus::{Block, Encode, Hash};
+use provchain_consensus::{Block, Hash};
 use provchain_storage::{CommitStats, ParsedTx, StorageError, Store};
 use tokio::sync::Notify;
 use tracing::warn;
@@ -56,12 +56,14 @@ pub struct Committed {
     pub elapsed: Duration,
 }
 
+/// Blocks travel to the writer shared with the chain task, which keeps them until their commit
+/// is reported: handing one over copies nothing, and encoding it is the writer's work.
 enum Op {
-    Put(Hash, Vec<u8>),
+    Put(Arc<Block>),
     Remove(Hash),
-    Commit(Vec<Block>, HashMap<Hash, Arc<ParsedTx>>),
+    Commit(Vec<Arc<Block>>, HashMap<Hash, Arc<ParsedTx>>),
     /// Prepare the commit of a block expected to be final next ([`StoreWriter::prepare`]).
-    Prepare(Box<Block>, HashMap<Hash, Arc<ParsedTx>>),
+    Prepare(Arc<Block>, HashMap<Hash, Arc<ParsedTx>>),
     /// Answered once every earlier operation is applied.
     Barrier(mpsc::Sender<()>),
 }
@@ -103,7 +105,7 @@ impl StoreWriter {
                 let mut failed = false;
                 for op in ops {
                     let r = match op {
-                        Op::Put(hash, encoded) => store.put_pending_encoded(&hash, &encoded),
+                        Op::Put(block) => store.put_pending(&block),
                         Op::Remove(hash) => store.remove_pending(&hash),
                         Op::Prepare(block, parsed) => {
                             if !failed {
@@ -153,8 +155,8 @@ impl StoreWriter {
     }
 
     /// Queues `block` for the pending store.
-    pub fn put(&self, block: &Block) {
-        self.send(Op::Put(block.hash(), block.encode()));
+    pub fn put(&self, block: Arc<Block>) {
+        self.send(Op::Put(block));
     }
 
     /// Queues the removal of a block that became final or was pruned.
@@ -167,7 +169,7 @@ impl StoreWriter {
     /// ([`Store::commit_final_parsed`]). Reported through [`Self::try_committed`]; false if
     /// the writer thread is gone (nothing will be committed any more).
     #[must_use]
-    pub fn commit(&self, blocks: Vec<Block>, parsed: HashMap<Hash, Arc<ParsedTx>>) -> bool {
+    pub fn commit(&self, blocks: Vec<Arc<Block>>, parsed: HashMap<Hash, Arc<ParsedTx>>) -> bool {
         self.send(Op::Commit(blocks, parsed))
     }
 
@@ -177,8 +179,8 @@ impl StoreWriter {
     /// commit then only writes the commit point. For the block expected to be final next: its
     /// parent must be committed, or queued for commit, by the time the writer gets to it, or
     /// nothing is prepared. A commit of other blocks deletes what was prepared.
-    pub fn prepare(&self, block: Block, parsed: HashMap<Hash, Arc<ParsedTx>>) {
-        self.send(Op::Prepare(Box::new(block), parsed));
+    pub fn prepare(&self, block: Arc<Block>, parsed: HashMap<Hash, Arc<ParsedTx>>) {
+        self.send(Op::Prepare(block, parsed));
     }
 
     /// The next commit report, if one is ready.
@@ -221,11 +223,16 @@ const MERGER_NICENESS: i32 = 19;
 /// its own) as an error so that the node stops cleanly instead of losing its writer silently.
 fn commit(
     store: &Store,
-    blocks: &[Block],
+    blocks: &[Arc<Block>],
     parsed: &HashMap<Hash, Arc<ParsedTx>>,
 ) -> Result<CommitStats, CommitError> {
-    match catch_unwind(AssertUnwindSafe(|| {
-        store.commit_final_parsed(blocks, parsed)
+    match catch_unwind(AssertUnwindSafe(|| match blocks {
+        // A node commits one block a slot; a sync batch, several.
+        [one] => store.commit_final_parsed(std::slice::from_ref(&**one), parsed),
+        _ => {
+            let owned: Vec<Block> = blocks.iter().map(|b| Block::clone(b)).collect();
+            store.commit_final_parsed(&owned, parsed)
+        }
     })) {
         Ok(r) => r.map_err(CommitError::from),
         Err(panic) => Err(CommitError::Panicked(panic_message(panic.as_ref()))),
@@ -274,6 +281,10 @@ mod tests {
 
     use super::*;
 
+    fn shared(blocks: &[Block]) -> Vec<Arc<Block>> {
+        blocks.iter().cloned().map(Arc::new).collect()
+    }
+
     /// A store and a chain of 50 empty blocks on its genesis.
     fn setup(dir: &std::path::Path) -> (Store, Vec<Block>) {
         let key = Keypair::from_secret([1; 32]);
@@ -300,7 +311,7 @@ mod tests {
         let (store, blocks) = setup(dir.path());
         let writer = StoreWriter::spawn(store.clone()).expect("writer");
         for b in &blocks {
-            writer.put(b);
+            writer.put(Arc::new(b.clone()));
         }
         // A removal queued right after its insertion never runs first.
         for b in &blocks[..40] {
@@ -325,11 +336,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, blocks) = setup(dir.path());
         let writer = StoreWriter::spawn(store.clone()).expect("writer");
-        assert!(writer.commit(blocks[..10].to_vec(), HashMap::new()));
-        assert!(writer.commit(blocks[10..20].to_vec(), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[..10]), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[10..20]), HashMap::new()));
         // Skips heights 21..=30: refused, and so is the next commit, which would fit.
-        assert!(writer.commit(blocks[30..40].to_vec(), HashMap::new()));
-        assert!(writer.commit(blocks[20..30].to_vec(), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[30..40]), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[20..30]), HashMap::new()));
         writer.sync();
         let reports: Vec<Committed> = std::iter::from_fn(|| writer.try_committed()).collect();
         assert_eq!(reports.len(), 4);
@@ -356,16 +367,16 @@ mod tests {
         let writer = StoreWriter::spawn(store.clone()).expect("writer");
         let prepared = |r: &Committed| r.result.as_ref().map(|s| s.prepared).ok();
         // Prepared after its parent's commit, in queue order: used.
-        assert!(writer.commit(blocks[..1].to_vec(), HashMap::new()));
-        writer.prepare(blocks[1].clone(), HashMap::new());
-        assert!(writer.commit(blocks[1..2].to_vec(), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[..1]), HashMap::new()));
+        writer.prepare(Arc::new(blocks[1].clone()), HashMap::new());
+        assert!(writer.commit(shared(&blocks[1..2]), HashMap::new()));
         // Prepared before its parent is committed: nothing to prepare against.
-        writer.prepare(blocks[3].clone(), HashMap::new());
-        assert!(writer.commit(blocks[2..3].to_vec(), HashMap::new()));
-        assert!(writer.commit(blocks[3..4].to_vec(), HashMap::new()));
+        writer.prepare(Arc::new(blocks[3].clone()), HashMap::new());
+        assert!(writer.commit(shared(&blocks[2..3]), HashMap::new()));
+        assert!(writer.commit(shared(&blocks[3..4]), HashMap::new()));
         // Prepared for a single block, committed together with the next one: planned again.
-        writer.prepare(blocks[4].clone(), HashMap::new());
-        assert!(writer.commit(blocks[4..6].to_vec(), HashMap::new()));
+        writer.prepare(Arc::new(blocks[4].clone()), HashMap::new());
+        assert!(writer.commit(shared(&blocks[4..6]), HashMap::new()));
         writer.sync();
         let reports: Vec<Committed> = std::iter::from_fn(|| writer.try_committed()).collect();
         let used: Vec<Option<bool>> = reports.iter().map(prepared).collect();

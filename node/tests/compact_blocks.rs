@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
 use provchain_consensus::{Block, CompactBlock, Hash, Transaction};
 use provchain_node::keys::dev_key;
-use provchain_p2p::{ChainStatus, P2pEvent, PeerId};
+use provchain_p2p::{ChainStatus, P2pEvent};
 
 const LONG: Duration = Duration::from_secs(60);
 const COMPACT: &str = "provchain_compact_blocks_total";
@@ -91,13 +91,7 @@ async fn compact_blocks_are_rebuilt_from_held_transactions_or_fetched_by_sync() 
     node.wait_healthy().await;
     let (p2p, mut events, gh) =
         common::adversary(1, &node, vec![dev_key(1).public(), dev_key(2).public()]).await;
-    let node_peer: PeerId = dev_peer_id(2).parse().expect("peer id");
-    let genesis = p2p
-        .request_blocks(node_peer, 0, 1)
-        .await
-        .expect("genesis block")
-        .pop()
-        .expect("the node serves its genesis block");
+    let genesis = common::served_genesis(&p2p, 2).await;
     assert_eq!(genesis.header.height, 0);
 
     // The peer serves its chain by sync, as an authority does.

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{NetNodeSpec, NodeProc, dev_peer_id, wait_for};
 use provchain_consensus::{Block, Hash, Transaction};
 use provchain_node::keys::dev_key;
-use provchain_p2p::PeerId;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -87,13 +86,7 @@ async fn a_losing_blocks_transactions_return_to_the_pool_and_are_sealed_again() 
     // The peer's own allow list: the authorities and the node.
     let known = [1, 2, 3, 4].map(|i| dev_key(i).public()).to_vec();
     let (p2p, _events, gh) = common::adversary(1, &node, known).await;
-    let node_peer: PeerId = dev_peer_id(4).parse().expect("peer id");
-    let genesis = p2p
-        .request_blocks(node_peer, 0, 1)
-        .await
-        .expect("genesis block")
-        .pop()
-        .expect("the node serves its genesis block");
+    let genesis = common::served_genesis(&p2p, 4).await;
 
     // With three authorities a block is final once two distinct authorities have sealed on
     // it (itself included). Each transaction below is in a block of a different branch.

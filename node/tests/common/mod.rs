@@ -466,3 +466,16 @@ pub async fn adversary(
     .await;
     (p2p, events, genesis_hash)
 }
+
+/// The genesis block as the node with dev key `key` serves it over the sync protocol.
+pub async fn served_genesis(
+    p2p: &provchain_p2p::P2pHandle,
+    key: u32,
+) -> provchain_consensus::Block {
+    let peer: provchain_p2p::PeerId = dev_peer_id(key).parse().expect("peer id");
+    p2p.request_blocks(peer, 0, 1)
+        .await
+        .expect("genesis block")
+        .pop()
+        .expect("the node serves its genesis block")
+}
