@@ -21,16 +21,14 @@ use provchain_consensus::{Block, Hash};
 /// Blocks by hash, with their transaction ids in block order.
 #[derive(Default)]
 pub struct Bodies {
-    blocks: HashMap<Hash, Arc<Block>>,
-    tx_ids: HashMap<Hash, Arc<[Hash]>>,
+    held: HashMap<Hash, (Arc<Block>, Arc<[Hash]>)>,
 }
 
 impl Bodies {
     /// Holds `block` under `hash`; `tx_ids` are the ids of its transactions, in order.
     pub fn insert(&mut self, hash: Hash, block: Block, tx_ids: Arc<[Hash]>) {
         debug_assert_eq!(block.transactions.len(), tx_ids.len());
-        self.blocks.insert(hash, Arc::new(block));
-        self.tx_ids.insert(hash, tx_ids);
+        self.held.insert(hash, (Arc::new(block), tx_ids));
     }
 
     /// Holds `block`, hashing its transactions (for blocks read back from storage).
@@ -40,36 +38,26 @@ impl Bodies {
     }
 
     pub fn get(&self, hash: &Hash) -> Option<&Block> {
-        self.blocks.get(hash).map(|b| &**b)
+        self.held.get(hash).map(|(b, _)| &**b)
     }
 
     /// The block and the ids of its transactions.
     pub fn get_with_ids(&self, hash: &Hash) -> Option<(&Arc<Block>, &Arc<[Hash]>)> {
-        Some((self.blocks.get(hash)?, self.tx_ids.get(hash)?))
+        self.held.get(hash).map(|(b, ids)| (b, ids))
     }
 
     /// The ids of the block's transactions, in block order.
     pub fn tx_ids(&self, hash: &Hash) -> Option<&Arc<[Hash]>> {
-        self.tx_ids.get(hash)
+        self.held.get(hash).map(|(_, ids)| ids)
     }
 
     pub fn contains_key(&self, hash: &Hash) -> bool {
-        self.blocks.contains_key(hash)
+        self.held.contains_key(hash)
     }
 
     /// Releases the block and its ids.
     pub fn remove(&mut self, hash: &Hash) -> Option<(Arc<Block>, Arc<[Hash]>)> {
-        let block = self.blocks.remove(hash)?;
-        let tx_ids = self
-            .tx_ids
-            .remove(hash)
-            .unwrap_or_else(|| block.tx_ids().into());
-        Some((block, tx_ids))
-    }
-
-    /// The blocks alone, for the governance rules.
-    pub fn blocks(&self) -> &HashMap<Hash, Arc<Block>> {
-        &self.blocks
+        self.held.remove(hash)
     }
 }
 
@@ -113,7 +101,7 @@ mod tests {
         let (b, ids) = bodies.get_with_ids(&hash).expect("held");
         assert_eq!(**b, block);
         assert_eq!(&ids[..], &expected[..]);
-        assert_eq!(bodies.blocks().len(), 1);
+        assert!(bodies.contains_key(&hash));
 
         let (b, ids) = bodies.remove(&hash).expect("removed");
         assert_eq!(*b, block);

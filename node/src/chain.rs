@@ -1391,7 +1391,7 @@ impl Chain {
         let best = best.clone();
         let branch = match self
             .governance
-            .branch(&self.tree, self.bodies.blocks(), &best_hash)
+            .branch(&self.tree, |h| self.bodies.get(h), &best_hash)
         {
             Ok(b) => b,
             Err(e) => {
@@ -1513,12 +1513,11 @@ impl Chain {
         block: Block,
         origin: Origin,
         from: Option<PeerId>,
-        tx_ids: Option<Arc<[Hash]>>,
+        mut tx_ids: Option<Arc<[Hash]>>,
     ) -> Result<(), ImportError> {
         let hash = block.hash();
         let mut queue = vec![(block, origin, from)];
         let mut first = Some(hash);
-        let mut tx_ids = tx_ids;
         let mut result = Ok(());
         while let Some((block, origin, from)) = queue.pop() {
             let h = block.hash();
@@ -1560,7 +1559,7 @@ impl Chain {
         let tx_ids: Arc<[Hash]> = if origin != Origin::Local {
             let branch = self
                 .governance
-                .branch(&self.tree, self.bodies.blocks(), &parent_hash)
+                .branch(&self.tree, |h| self.bodies.get(h), &parent_hash)
                 .map_err(|e| ImportError::Governance(e.to_string()))?;
             let authorities = branch.authorities_at(block.header.height).to_vec();
             // Reported after the stateless rules (seal, gov_root, item signatures), so a forged
@@ -1813,7 +1812,7 @@ impl Chain {
         let steps: Vec<(u64, HashSet<PublicKey>)> =
             match self
                 .governance
-                .branch(&self.tree, self.bodies.blocks(), &best)
+                .branch(&self.tree, |h| self.bodies.get(h), &best)
             {
                 Ok(b) => b
                     .switch_points()
@@ -1839,12 +1838,12 @@ impl Chain {
             return Ok(());
         }
         // Bodies stay until the writer reports the commit ([`Self::on_committed`]).
-        let (blocks, block_tx_ids): (Vec<Arc<Block>>, Vec<Arc<[Hash]>>) = finalized
+        let (blocks, held): (Vec<Arc<Block>>, Vec<_>) = finalized
             .blocks
             .iter()
             .filter_map(|(h, _)| {
                 let (b, ids) = self.bodies.get_with_ids(h)?;
-                Some((b.clone(), ids.clone()))
+                Some((b.clone(), (*h, ids.clone())))
             })
             .unzip();
         // Governance first: a final chain that breaks its rules must not reach storage, or the
@@ -1863,7 +1862,7 @@ impl Chain {
         }
         let now = self.cfg.clock.now_ms();
         let mut parsed = HashMap::new();
-        for (b, tx_ids) in blocks.iter().zip(block_tx_ids) {
+        for (b, (hash, tx_ids)) in blocks.iter().zip(held) {
             for id in tx_ids.iter() {
                 if let Some(p) = self.checked.get(id) {
                     parsed.insert(*id, p.clone());
@@ -1871,7 +1870,7 @@ impl Chain {
             }
             let bytes = b.encoded_len();
             self.committing.push_back(Committing {
-                hash: b.hash(),
+                hash,
                 height: b.header.height,
                 bytes,
                 since_ms: now,
@@ -2067,7 +2066,7 @@ impl Chain {
     fn best_branch(&self) -> Result<std::borrow::Cow<'_, AuthorityHistory>, String> {
         let best = self.tree.best_head().0;
         self.governance
-            .branch(&self.tree, self.bodies.blocks(), &best)
+            .branch(&self.tree, |h| self.bodies.get(h), &best)
             .map_err(|e| e.to_string())
     }
 

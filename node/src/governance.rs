@@ -12,7 +12,7 @@
 //! signature and its signer's membership are what count.)
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use provchain_consensus::{
@@ -166,17 +166,17 @@ impl Governance {
     /// final history plus the governance items of the non-final blocks up to `tip`, advanced to
     /// `tip`'s height. `authorities_at(tip height + 1)` of the result is the set a child of
     /// `tip` is checked against.
-    pub fn branch<'a>(
+    pub fn branch<'a, 'b>(
         &'a self,
         tree: &ForkTree,
-        bodies: &HashMap<Hash, Arc<Block>>,
+        body: impl Fn(&Hash) -> Option<&'b Block>,
         tip: &Hash,
     ) -> Result<Cow<'a, AuthorityHistory>, GovernanceError> {
         let tip_height = tree.header(tip).map_or(self.history.height(), |h| h.height);
         let carrying: Vec<&Block> = tree
             .chain_to(tip)
             .iter()
-            .filter_map(|h| bodies.get(h).map(|b| &**b))
+            .filter_map(body)
             .filter(|b| !b.governance.is_empty())
             .collect();
         let quiet = self.history.open_proposals().is_empty() && self.history.scheduled().is_empty();
