@@ -1,9 +1,9 @@
 //! Fork choice and finality over the non-final part of the chain.
 //!
 //! The tree is rooted at the final head. Every non-final block known to the node hangs below it.
-//! The best head is the highest block, ties broken by the lowest hash — except that an authority
-//! never leaves the branch holding the last block it sealed for one no longer than it (which
-//! would let its blocks count towards finality on both branches). A block becomes final once
+//! The best head is the highest block, ties broken by the lowest hash — except that, between
+//! equally long branches, an authority takes the one holding the last block it sealed (sealing on
+//! both would let its blocks count towards finality on both). A block becomes final once
 //! the blocks from it up to the best head (itself included) were sealed by at least
 //! `finality_threshold(n)` distinct authorities; it and its ancestors then leave the tree, and
 //! every branch that does not descend from the new final head is pruned. Nothing below the root
@@ -38,8 +38,12 @@ pub struct ForkTree {
     nodes: HashMap<Hash, Entry>,
     root_children: Vec<Hash>,
     best: Hash,
-    /// The last block this node sealed, if it is an authority.
-    own_last: Option<Hash>,
+    /// This node's sealing key, if it is an authority.
+    own_key: Option<PublicKey>,
+    /// The tree's block with this node's seal and the highest slot, with that slot: the last
+    /// block it sealed, whether it sealed it in this run or learned it again (from its pending
+    /// store or a peer) after a restart.
+    own_last: Option<(Hash, u64)>,
 }
 
 /// What became final in one [`ForkTree::finalize`] call.
@@ -69,6 +73,7 @@ impl ForkTree {
             nodes: HashMap::new(),
             root_children: Vec::new(),
             best: root_hash,
+            own_key: None,
             own_last: None,
         }
     }
@@ -117,20 +122,31 @@ impl ForkTree {
         } else {
             return Err(ForkError::UnknownParent(parent));
         }
+        if self.own_key == Some(header.proposer)
+            && self.own_last.is_none_or(|(_, slot)| header.slot > slot)
+        {
+            self.own_last = Some((hash, header.slot));
+        }
         let better = {
             let (best_hash, best) = self.best_head();
-            // Ties go to the lowest hash, except that an authority never leaves a branch holding
-            // the last block it sealed for an equally long one: switching on a tie let it seal on
-            // two competing branches, its blocks then counted towards finality on both, and two
-            // nodes could finalize different blocks at one height.
+            // Ties go to the lowest hash, except that an authority takes the branch holding the
+            // last block it sealed: switching on a tie let it seal on two competing branches, its
+            // blocks then counted towards finality on both, and two nodes could finalize
+            // different blocks at one height. That block is known by its seal, so a restarted
+            // authority keeps to it too.
             header.height > best.height
-                || (header.height == best.height
-                    && hash < best_hash
-                    && !self.own_last.is_some_and(|own| {
-                        hash != own
-                            && self.descends_from(&best_hash, &own)
-                            && !self.descends_from(&parent, &own)
-                    }))
+                || (header.height == best.height && {
+                    match self.own_last.map(|(own, _)| {
+                        (
+                            hash == own || self.descends_from(&parent, &own),
+                            self.descends_from(&best_hash, &own),
+                        )
+                    }) {
+                        Some((true, false)) => true,
+                        Some((false, true)) => false,
+                        _ => hash < best_hash,
+                    }
+                })
         };
         self.nodes.insert(
             hash,
@@ -145,9 +161,10 @@ impl ForkTree {
         Ok(better)
     }
 
-    /// Records the block this node is about to insert as its own seal, for the tie rule.
-    pub fn set_own(&mut self, hash: Hash) {
-        self.own_last = Some(hash);
+    /// The key this node seals with: blocks inserted with it are its own, for the tie rule.
+    /// Set before the node's pending blocks are inserted at startup.
+    pub fn set_own_key(&mut self, key: PublicKey) {
+        self.own_key = Some(key);
     }
 
     /// Whether `ancestor` is `tip` or one of its ancestors in the tree.

@@ -599,33 +599,71 @@ fn longest_chain_wins_and_ties_break_on_lowest_hash() {
 }
 
 #[test]
-fn an_authority_does_not_leave_its_own_block_for_an_equally_long_branch() {
+fn an_authority_keeps_to_its_own_block_on_a_tie() {
     // Authority 0 sealed `mine`; a competing block of the same height with a lower hash
     // arrives. Switching would let authority 0 seal on both branches, so its blocks would count
     // towards finality of both: it keeps its own until the other branch is strictly longer.
     let net = Net::new(3);
     let g = net.genesis.block().header;
     let mine = child(&net, &g, 4, 0);
-    let theirs = (0..1_000u64)
-        .map(|i| Block::seal(&g, 5, 5 * INTERVAL + i, vec![], &net.keys[2], &net.gh()).header)
-        .find(|t| t.hash() < mine.hash())
-        .expect("a competing block with a lower hash");
-    let mut tree = ForkTree::new(g.clone());
-    tree.set_own(mine.hash());
-    tree.insert(mine.clone()).expect("insert");
+    // A block of authority 2 at `slot` on `parent` whose hash is below `than`'s.
+    let lower = |parent: &BlockHeader, slot: u64, than: &BlockHeader| {
+        (0..1_000u64)
+            .map(|i| {
+                Block::seal(
+                    parent,
+                    slot,
+                    slot * INTERVAL + i,
+                    vec![],
+                    &net.keys[2],
+                    &net.gh(),
+                )
+                .header
+            })
+            .find(|t| t.hash() < than.hash())
+            .expect("a competing block with a lower hash")
+    };
+    let theirs = lower(&g, 5, &mine);
+    let authority = |blocks: &[&BlockHeader]| {
+        let mut tree = ForkTree::new(g.clone());
+        tree.set_own_key(net.keys[0].public());
+        for b in blocks {
+            tree.insert((*b).clone()).expect("insert");
+        }
+        tree
+    };
+    let mut tree = authority(&[&mine]);
     assert_eq!(tree.insert(theirs.clone()), Ok(false));
     assert_eq!(
         tree.best_head().0,
         mine.hash(),
         "left its own block on a tie"
     );
+    // Restarted, it learns the competing block first and its own again afterwards (from its
+    // pending store or a peer): its own takes the head back.
+    let mut restarted = authority(&[&theirs]);
+    assert_eq!(restarted.best_head().0, theirs.hash());
+    assert_eq!(restarted.insert(mine.clone()), Ok(true));
+    assert_eq!(
+        restarted.best_head().0,
+        mine.hash(),
+        "own block not taken back"
+    );
+    // Built on by others, the branch holding its block still wins ties at the new height.
+    let on_mine = child(&net, &mine, 7, 1);
+    let on_theirs = lower(&theirs, 8, &on_mine);
+    for tree in [&mut tree, &mut restarted] {
+        assert_eq!(tree.insert(on_mine.clone()), Ok(true));
+        assert_eq!(tree.insert(on_theirs.clone()), Ok(false));
+        assert_eq!(tree.best_head().0, on_mine.hash());
+    }
     // A node that sealed neither follows the lowest hash.
     let mut other = ForkTree::new(g.clone());
     other.insert(mine.clone()).expect("insert");
     other.insert(theirs.clone()).expect("insert");
     assert_eq!(other.best_head().0, mine.hash().min(theirs.hash()));
     // Once the other branch is strictly longer, the authority follows it.
-    let longer = child(&net, &theirs, 20, 1);
+    let longer = child(&net, &on_theirs, 20, 1);
     assert_eq!(tree.insert(longer.clone()), Ok(true));
     assert_eq!(tree.best_head().0, longer.hash());
 }

@@ -548,6 +548,11 @@ impl Chain {
         let final_head = store.final_head()?;
         let committed = (final_head.hash(), final_head.clone());
         let mut tree = ForkTree::new(final_head);
+        if cfg.is_authority {
+            // Before the pending blocks go in: the node's own among them hold it on fork-choice
+            // ties as they did before the restart.
+            tree.set_own_key(cfg.keypair.public());
+        }
         let mut bodies = Bodies::default();
         let mut pending = store.pending_blocks()?;
         pending.sort_by_key(|b| b.header.height);
@@ -1474,7 +1479,6 @@ impl Chain {
             block.header.slot,
             block.transactions.len(),
         );
-        self.tree.set_own(block.hash());
         match self.import_with_ids(block, Origin::Local, None, Some(tx_ids)) {
             Ok(()) => {
                 self.metrics.blocks_produced.inc();
@@ -1917,7 +1921,14 @@ impl Chain {
             if let Some((b, ids)) = self.bodies.get_with_ids(&hash)
                 && !self.is_committing(&hash)
             {
-                self.writer.put(b.clone());
+                // An authority's own block is flushed at once: restarted after a crash, the
+                // node still knows it sealed it, and keeps to its branch on fork-choice ties
+                // (otherwise it could seal on a competing branch too, and both could finalize).
+                if self.cfg.is_authority && b.header.proposer == self.cfg.keypair.public() {
+                    self.writer.put_durable(b.clone());
+                } else {
+                    self.writer.put(b.clone());
+                }
                 if next_final == Some(hash) {
                     let parsed = ids
                         .iter()

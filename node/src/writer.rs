@@ -59,7 +59,8 @@ pub struct Committed {
 /// Blocks travel to the writer shared with the chain task, which keeps them until their commit
 /// is reported: handing one over copies nothing, and encoding it is the writer's work.
 enum Op {
-    Put(Arc<Block>),
+    /// A pending block; flushed at once if `durable`.
+    Put(Arc<Block>, bool),
     Remove(Hash),
     Commit(Vec<Arc<Block>>, HashMap<Hash, Arc<ParsedTx>>),
     /// Prepare the commit of a block expected to be final next ([`StoreWriter::prepare`]).
@@ -105,7 +106,9 @@ impl StoreWriter {
                 let mut failed = false;
                 for op in ops {
                     let r = match op {
-                        Op::Put(block) => store.put_pending(&block),
+                        Op::Put(block, durable) => store
+                            .put_pending(&block)
+                            .and_then(|()| if durable { store.flush() } else { Ok(()) }),
                         Op::Remove(hash) => store.remove_pending(&hash),
                         Op::Prepare(block, parsed) => {
                             if !failed {
@@ -156,7 +159,13 @@ impl StoreWriter {
 
     /// Queues `block` for the pending store.
     pub fn put(&self, block: Arc<Block>) {
-        self.send(Op::Put(block));
+        self.send(Op::Put(block, false));
+    }
+
+    /// [`Self::put`], then a flush: the block survives a crash from then on, not only from
+    /// sled's next periodic flush.
+    pub fn put_durable(&self, block: Arc<Block>) {
+        self.send(Op::Put(block, true));
     }
 
     /// Queues the removal of a block that became final or was pruned.
@@ -310,8 +319,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, blocks) = setup(dir.path());
         let writer = StoreWriter::spawn(store.clone()).expect("writer");
-        for b in &blocks {
-            writer.put(Arc::new(b.clone()));
+        for (i, b) in blocks.iter().enumerate() {
+            if i % 10 == 9 {
+                writer.put_durable(Arc::new(b.clone()));
+            } else {
+                writer.put(Arc::new(b.clone()));
+            }
         }
         // A removal queued right after its insertion never runs first.
         for b in &blocks[..40] {

@@ -183,13 +183,20 @@ async fn verify_finals(node: &NodeProc, ledger: &std::sync::Mutex<Ledger>, when:
     // stuck one fails here).
     let top = finals.iter().map(|(_, (_, h, _))| *h).max().unwrap_or(0);
     node.wait_final_height(top, UP).await;
-    for (id, (seq, _, hash)) in &finals {
+    for (id, (seq, height, hash)) in &finals {
         let (code, v) = node.get(&format!("/api/transactions/{id}")).await;
-        assert_eq!(
-            (code, v["status"].as_str()),
-            (200, Some("final")),
-            "{when}: tx {id} (seq {seq}) was reported final in block {hash}, now: {v}"
-        );
+        if (code, v["status"].as_str()) != (200, Some("final")) {
+            // Tells a node that finalized another block at that height from one whose storage
+            // lost track of the transaction.
+            let (_, block) = node.get(&format!("/api/blocks/{height}")).await;
+            panic!(
+                "{when}: tx {id} (seq {seq}) was reported final in block {hash} at height \
+                 {height}, now: {v}; this node's block at that height: {} (final: {}), status: {}",
+                block["hash"],
+                block["final"],
+                node.status().await
+            );
+        }
         assert_eq!(
             v["block_hash"].as_str(),
             Some(hash.as_str()),

@@ -234,6 +234,36 @@ impl Drop for NodeProc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.keep_log();
+        }
+    }
+}
+
+impl NodeProc {
+    /// A failing test deletes its data dirs: the node's log is copied out of them, and its
+    /// last lines printed with the failure.
+    fn keep_log(&self) {
+        let text = self.log_text();
+        let kept = std::env::temp_dir().join("provchain-failed-tests");
+        let name = format!(
+            "{}-{}-{}.log",
+            self.log.file_stem().unwrap_or_default().to_string_lossy(),
+            std::process::id(),
+            self.http_port
+        );
+        let saved = std::fs::create_dir_all(&kept)
+            .and_then(|()| std::fs::write(kept.join(&name), &text))
+            .map(|()| kept.join(&name).display().to_string())
+            .unwrap_or_else(|e| format!("not saved: {e}"));
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        eprintln!(
+            "--- last lines of {} (whole log: {saved})",
+            self.log.display()
+        );
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
     }
 }
 
