@@ -98,6 +98,13 @@ const PREFILL_WINDOW: Duration = Duration::from_millis(30);
 /// it (normally well under a millisecond).
 const PUBLISH_WAIT: Duration = Duration::from_millis(20);
 
+/// How long a slot leader with peers waits after publishing before it imports its own block.
+/// Its import, the finality and the commit that follow take milliseconds of CPU, and would
+/// compete for the cores with its peers' import of the same block, which is what block
+/// propagation is measured on; so they wait until the peers are done (a few ms on loopback).
+/// Commands and network events queue meanwhile (docs/PERFORMANCE.md, item 12).
+const OWN_IMPORT_DELAY: Duration = Duration::from_millis(8);
+
 /// A final block handed to the storage writer, until its commit is reported.
 struct Committing {
     hash: Hash,
@@ -739,6 +746,9 @@ impl Chain {
                     // starts don't compete with the sending for a core. The wait is bounded:
                     // a network thread that is slow to answer does not hold the chain back.
                     let _ = tokio::time::timeout(PUBLISH_WAIT, queued).await;
+                    if !self.peers.is_empty() {
+                        tokio::time::sleep(OWN_IMPORT_DELAY).await;
+                    }
                     self.import_own(block, tx_ids);
                 }
             }
