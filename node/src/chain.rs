@@ -34,6 +34,7 @@ use crate::bodies::Bodies;
 use crate::governance::{
     AuthoritiesView, Governance, GovernanceAccepted, GovernanceRequest, GovernanceSubmitError,
 };
+use crate::ids::{IdMap, IdSet};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolError};
 use crate::recent::{RECENT_FINAL_BLOCKS, RecentFinal};
@@ -464,7 +465,7 @@ pub struct Chain {
     tree: ForkTree,
     bodies: Bodies,
     /// Transactions in non-final blocks on the best chain → their block.
-    included: HashMap<Hash, Hash>,
+    included: IdMap<Hash>,
     /// Transactions of the blocks committed lately: with `included`, they settle whether a
     /// transaction a check thread did not find in storage is final (`recent.rs`).
     recent_final: RecentFinal,
@@ -472,7 +473,7 @@ pub struct Chain {
     /// the pool), with the parse: neither is checked again when a block brings them, and the
     /// commit of their block stores the parse instead of parsing again. Held until the
     /// transaction is final (bounded with the pool).
-    checked: HashMap<Hash, Arc<ParsedTx>>,
+    checked: IdMap<Arc<ParsedTx>>,
     /// Own admissions waiting to be gossiped as one batch, their encoded size, and when the
     /// first of them was admitted.
     gossip_out: Vec<Transaction>,
@@ -510,7 +511,7 @@ pub struct Chain {
     /// block takes what it lacks from here (and from the backlog) instead of waiting for the
     /// check; its validation checks them like any transaction this node has not verified.
     /// Bounded by [`MAX_TX_CHECKS`] batches of at most a gossip message each.
-    in_flight: HashMap<Hash, Transaction>,
+    in_flight: IdMap<Transaction>,
     evidence: VecDeque<EquivocationRecord>,
     last_sealed_slot: u64,
     /// Applies storage writes in the background, in order: pending blocks and final commits.
@@ -595,9 +596,9 @@ impl Chain {
             store,
             tree,
             bodies,
-            included: HashMap::new(),
+            included: IdMap::default(),
             recent_final: RecentFinal::new(committed.1.height, RECENT_FINAL_BLOCKS),
-            checked: HashMap::new(),
+            checked: IdMap::default(),
             gossip_out: Vec::new(),
             gossip_out_bytes: 0,
             gossip_out_since: None,
@@ -606,7 +607,7 @@ impl Chain {
             orphan_count: 0,
             held: BTreeMap::new(),
             rebuilt_ids: None,
-            in_flight: HashMap::new(),
+            in_flight: IdMap::default(),
             evidence: VecDeque::new(),
             last_sealed_slot: 0,
             writer,
@@ -1461,7 +1462,7 @@ impl Chain {
             // What was admitted here just now may not have reached the peers, and what is
             // still waiting to be gossiped has not: it travels in full.
             let recent = Instant::now().checked_sub(PREFILL_WINDOW);
-            let unsent: HashSet<Hash> = self.gossip_out.iter().map(Transaction::id).collect();
+            let unsent: IdSet = self.gossip_out.iter().map(Transaction::id).collect();
             let prefill: Vec<usize> = tx_ids
                 .iter()
                 .enumerate()
@@ -1734,7 +1735,7 @@ impl Chain {
         // Recomputing their ids per imported block made a sync batch quadratic (about 30% of
         // a 10,000-block sync went to hashing them; docs/PERFORMANCE.md).
         let on_best = block.header.parent_hash == self.tree.best_head().0;
-        let mut ancestors = HashSet::new();
+        let mut ancestors = IdSet::default();
         if !on_best {
             for h in self.tree.chain_to(&block.header.parent_hash) {
                 if let Some(ids) = self.bodies.tx_ids(&h) {

@@ -21,6 +21,7 @@ pub mod chain;
 pub mod config;
 pub mod explorer;
 pub mod governance;
+mod ids;
 pub mod keys;
 pub mod metrics;
 pub mod pool;

@@ -4,10 +4,12 @@
 //! full pool refuses new transactions rather than growing, and client submissions (HTTP 503)
 //! already at the chain task's client share. Only the chain task touches it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use provchain_consensus::{Hash, Transaction};
+
+use crate::ids::{IdMap, IdSet};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum PoolError {
@@ -20,7 +22,7 @@ pub struct Pool {
     /// Arrival order; may hold ids already removed (skipped lazily, compacted when sparse).
     order: VecDeque<Hash>,
     /// Each transaction and when it was admitted.
-    txs: HashMap<Hash, (Transaction, Instant)>,
+    txs: IdMap<(Transaction, Instant)>,
     max: usize,
 }
 
@@ -28,7 +30,7 @@ impl Pool {
     pub fn new(max: usize) -> Self {
         Self {
             order: VecDeque::new(),
-            txs: HashMap::new(),
+            txs: IdMap::default(),
             max,
         }
     }
@@ -90,7 +92,7 @@ impl Pool {
         // `order` can hold an id twice: removed lazily, then reinserted from a retracted
         // block. Selecting it twice made an invalid block ("transaction appears twice")
         // that every peer rejected, under load with reorgs.
-        let mut taken = std::collections::HashSet::new();
+        let mut taken = IdSet::default();
         for id in &self.order {
             if out.len() >= max_count {
                 break;

@@ -12,10 +12,12 @@
 //! the `included` map until its commit is reported) or remembered here. Only a check that
 //! saw storage before the oldest remembered block needs to look again.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use provchain_consensus::Hash;
+
+use crate::ids::IdSet;
 
 /// Blocks remembered after their commit: at 1 s blocks, half a minute, far longer than a
 /// check waits for its thread; a check older than that looks again.
@@ -24,7 +26,7 @@ pub const RECENT_FINAL_BLOCKS: usize = 32;
 /// The transaction ids of the last few committed blocks.
 pub struct RecentFinal {
     blocks: VecDeque<(u64, Arc<[Hash]>)>,
-    ids: HashSet<Hash>,
+    ids: IdSet,
     /// Every block committed at or above this height is remembered.
     from: u64,
     keep: usize,
@@ -35,7 +37,7 @@ impl RecentFinal {
     pub fn new(final_height: u64, keep: usize) -> Self {
         Self {
             blocks: VecDeque::new(),
-            ids: HashSet::new(),
+            ids: IdSet::default(),
             from: final_height + 1,
             keep,
         }
