@@ -521,7 +521,9 @@ async fn a_peer_that_keeps_misbehaving_is_banned_then_let_back() {
     let mut n2 = Node::start(config(2, &g, vec![n1.full_addr()])).await;
     n1.wait_connected(&[n2.peer_id]).await;
     n2.wait_connected(&[n1.peer_id]).await;
-    n1.wait_stats("node 1 sees node 2 subscribed", |s| {
+    // Node 2 publishes: a message published before it knows node 1's subscription reaches
+    // no one.
+    n2.wait_stats("node 2 sees node 1 subscribed", |s| {
         s.block_topic_peers >= 1
     })
     .await;
