@@ -1989,14 +1989,8 @@ impl Store {
 
     /// Persists a non-final block so a restart can rebuild the fork tree.
     pub fn put_pending(&self, block: &Block) -> Result<(), StorageError> {
-        self.put_pending_encoded(&block.hash(), &block.encode())
-    }
-
-    /// [`Self::put_pending`] for a block already encoded (`encoded` must be the encoding of
-    /// the block whose hash is `hash`).
-    pub fn put_pending_encoded(&self, hash: &Hash, encoded: &[u8]) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
-        put_pieces(&mut batch, &hash.0, encoded);
+        put_pieces(&mut batch, &block.hash().0, &block.encode());
         self.inner.pending.apply_batch(batch)?;
         Ok(())
     }
